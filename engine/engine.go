@@ -1,0 +1,318 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/twinhub/twinhub"
+	"github.com/twinhub/twinhub/ingest"
+	"github.com/twinhub/twinhub/schema"
+)
+
+// Defaults for Options' zero values.
+const (
+	DefaultPartitions   = 64
+	DefaultMemoryBudget = 2 << 30
+	DefaultReplayLag    = 4 << 20
+	DefaultMaxBatch     = 8192
+)
+
+// Options configure an Engine. Zero values mean the documented defaults.
+type Options struct {
+	Store Store
+	// Schema is used when the store holds no schema yet; default schema.Default().
+	Schema *schema.Schema
+	// Partitions is the fixed number of key partitions, recorded in the store
+	// when it is created; later values are ignored. Default 64.
+	Partitions int
+	// Shards is the number of writer goroutines. Default GOMAXPROCS.
+	Shards int
+	// Now is the wall clock. Default time.Now.
+	Now func() time.Time
+	// EventClock makes the engine's clock the newest event time applied, for
+	// replaying history: windows then close relative to the data, not today.
+	EventClock bool
+	// MemoryBudget bounds the heap held by hot twins, in bytes. Default 2 GiB.
+	MemoryBudget int64
+	// ReplayLag bounds, per shard, how many archived events a restart may
+	// have to replay: twins dirty for longer are persisted. Default 4Mi.
+	ReplayLag uint64
+	// MaxBatch is the most events a shard applies per archive write. Default 8192.
+	MaxBatch int
+	Logger   *slog.Logger
+	// OnApply and OnSync, when set, observe each shard batch: events applied
+	// and apply time; fsync wait time. Called from shard goroutines.
+	OnApply func(events int, d time.Duration)
+	OnSync  func(d time.Duration)
+}
+
+// Engine is a running twin engine. Its methods are safe for concurrent use.
+type Engine struct {
+	opts   Options
+	store  Store
+	log    *slog.Logger
+	sc     atomic.Pointer[schema.Schema]
+	parts  []*partition
+	shards []*shard
+	seq    atomic.Uint64
+	clock  atomic.Int64 // newest event time, with EventClock
+
+	accepted   atomic.Int64
+	duplicates atomic.Int64
+	replayed   atomic.Int64
+
+	swapMu sync.Mutex   // serialises schema swaps and Close
+	gate   sync.RWMutex // ingestion holds it shared; a schema rebuild exclusively
+	closed bool
+}
+
+// Open opens an engine on opts.Store: it loads or stores the schema, loads
+// the checkpoint and replays the archive's tail before returning.
+func Open(opts Options) (*Engine, error) {
+	if opts.Store == nil {
+		return nil, fmt.Errorf("engine: no store")
+	}
+	if opts.Partitions <= 0 {
+		opts.Partitions = DefaultPartitions
+	}
+	if opts.Shards <= 0 {
+		opts.Shards = runtime.GOMAXPROCS(0)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.MemoryBudget <= 0 {
+		opts.MemoryBudget = DefaultMemoryBudget
+	}
+	if opts.ReplayLag == 0 {
+		opts.ReplayLag = DefaultReplayLag
+	}
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = DefaultMaxBatch
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	e := &Engine{opts: opts, store: opts.Store, log: opts.Logger}
+
+	if err := e.loadPartitionCount(); err != nil {
+		return nil, err
+	}
+	if err := e.loadSchema(); err != nil {
+		return nil, err
+	}
+	e.parts = make([]*partition, e.opts.Partitions)
+	for i := range e.parts {
+		e.parts[i] = &partition{id: i, twins: make(map[string]*twin), seen: make(map[uint64]uint32)}
+	}
+	nsh := min(e.opts.Shards, e.opts.Partitions)
+	e.shards = make([]*shard, nsh)
+	for i := range e.shards {
+		e.shards[i] = newShard(e, i, opts.MemoryBudget/int64(nsh))
+	}
+	for _, p := range e.parts {
+		sh := e.shards[p.id%nsh]
+		p.shard = sh
+		sh.parts = append(sh.parts, p)
+	}
+	last, err := e.store.LastSeq()
+	if err != nil {
+		return nil, fmt.Errorf("read archive position: %w", err)
+	}
+	e.seq.Store(last)
+	for _, sh := range e.shards {
+		go sh.run()
+		go sh.syncLoop()
+	}
+	if err := e.recover(); err != nil {
+		e.stopShards()
+		return nil, err
+	}
+	return e, nil
+}
+
+func (e *Engine) loadPartitionCount() error {
+	v, ok, err := e.store.Meta("partitions")
+	if err != nil {
+		return fmt.Errorf("read partition count: %w", err)
+	}
+	if ok {
+		n, err := strconv.Atoi(string(v))
+		if err != nil || n <= 0 {
+			return fmt.Errorf("stored partition count %q is corrupt", v)
+		}
+		e.opts.Partitions = n
+		return nil
+	}
+	return e.store.SetMeta("partitions", []byte(strconv.Itoa(e.opts.Partitions)))
+}
+
+func (e *Engine) loadSchema() error {
+	v, src, err := e.store.ActiveSchema()
+	if err != nil {
+		return fmt.Errorf("read active schema: %w", err)
+	}
+	if v == 0 {
+		sc := e.opts.Schema
+		if sc == nil {
+			sc = schema.Default()
+		}
+		sc.Version = 1
+		if err := e.store.SaveSchema(1, sc.Source); err != nil {
+			return fmt.Errorf("store schema: %w", err)
+		}
+		e.sc.Store(sc)
+		return nil
+	}
+	sc, err := schema.Parse(src)
+	if err != nil {
+		return fmt.Errorf("stored schema version %d no longer parses: %w", v, err)
+	}
+	sc.Version = v
+	e.sc.Store(sc)
+	return nil
+}
+
+// Schema returns the active schema version.
+func (e *Engine) Schema() *schema.Schema { return e.sc.Load() }
+
+// Now returns the engine's clock: wall time, or with EventClock the newest
+// event time applied.
+func (e *Engine) Now() time.Time {
+	if e.opts.EventClock {
+		return time.Unix(0, e.clock.Load()).UTC()
+	}
+	return e.opts.Now()
+}
+
+func (e *Engine) nowNS() int64 {
+	if e.opts.EventClock {
+		return e.clock.Load()
+	}
+	return e.opts.Now().UnixNano()
+}
+
+// Partitions returns the number of key partitions.
+func (e *Engine) Partitions() int { return len(e.parts) }
+
+// PartitionOf returns key's partition.
+func (e *Engine) PartitionOf(key string) int {
+	return int(xxhash.Sum64String(key) % uint64(len(e.parts)))
+}
+
+func idHashOf(id string) IDHash {
+	f := fnv.New32a()
+	f.Write([]byte(id))
+	return IDHash{H: xxhash.Sum64String(id), Check: f.Sum32()}
+}
+
+// Ingest archives and applies the events of b, which must have been decoded
+// with the engine's active schema, and sets their Results to Accepted or
+// Duplicate. It returns once every accepted event is durable and applied.
+// A batch is all-or-nothing per shard: on a store error its events are not
+// accepted and the error is returned.
+func (e *Engine) Ingest(ctx context.Context, b *ingest.Batch, sc *schema.Schema) error {
+	if len(b.Events) == 0 {
+		return nil
+	}
+	e.gate.RLock()
+	defer e.gate.RUnlock()
+	if e.closed {
+		return twinhub.Errorf(twinhub.EUNAVAILABLE, "engine is closed")
+	}
+	if sc != e.sc.Load() {
+		return twinhub.Errorf(twinhub.EUNAVAILABLE, "the schema changed while this request was decoded; send it again")
+	}
+	var wg sync.WaitGroup
+	jobs := make([]*job, len(e.shards))
+	for i := range b.Events {
+		p := e.PartitionOf(b.Events[i].Key)
+		s := p % len(e.shards)
+		j := jobs[s]
+		if j == nil {
+			j = &job{b: b, sc: sc, wg: &wg}
+			jobs[s] = j
+		}
+		j.idx = append(j.idx, int32(i))
+		j.part = append(j.part, int32(p))
+	}
+	for s, j := range jobs {
+		if j == nil {
+			continue
+		}
+		wg.Add(1)
+		select {
+		case e.shards[s].in <- j:
+		case <-ctx.Done():
+			wg.Done()
+			j.err = ctx.Err()
+		}
+	}
+	wg.Wait()
+	for _, j := range jobs {
+		if j != nil && j.err != nil {
+			return j.err
+		}
+	}
+	return nil
+}
+
+// Stats are engine counters since Open.
+type Stats struct {
+	Accepted   int64
+	Duplicates int64
+	Replayed   int64
+	HotTwins   int64
+	Twins      int64
+	HotBytes   int64
+	LastSeq    uint64
+}
+
+// Stats returns current counters.
+func (e *Engine) Stats() Stats {
+	st := Stats{Accepted: e.accepted.Load(), Duplicates: e.duplicates.Load(), Replayed: e.replayed.Load(), LastSeq: e.seq.Load()}
+	for _, sh := range e.shards {
+		st.HotTwins += sh.hot.Load()
+		st.Twins += sh.twins.Load()
+		st.HotBytes += sh.bytesPub.Load()
+	}
+	return st
+}
+
+// Close stops the shards after they finish their queued batches and persists
+// every dirty twin, so that the next Open replays nothing.
+func (e *Engine) Close() error {
+	e.swapMu.Lock()
+	defer e.swapMu.Unlock()
+	e.gate.Lock()
+	defer e.gate.Unlock()
+	if e.closed {
+		return nil
+	}
+	e.closed = true
+	var first error
+	for _, sh := range e.shards {
+		if err := sh.control(func() error { return sh.persist(0, true) }); err != nil && first == nil {
+			first = err
+		}
+	}
+	e.stopShards()
+	return first
+}
+
+func (e *Engine) stopShards() {
+	for _, sh := range e.shards {
+		close(sh.in)
+	}
+	for _, sh := range e.shards {
+		<-sh.stopped
+	}
+}

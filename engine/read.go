@@ -1,0 +1,87 @@
+package engine
+
+import (
+	"time"
+
+	"github.com/twinhub/twinhub"
+)
+
+// View is a twin as read at one moment: attributes with lineage and
+// aggregates evaluated at AsOf.
+type View struct {
+	Key           string                   `json:"key"`
+	Revision      uint64                   `json:"revision"`
+	SchemaVersion int                      `json:"schema_version"`
+	AsOf          time.Time                `json:"as_of"`
+	Attributes    map[string]AttributeView `json:"attributes"`
+	Aggregates    map[string]any           `json:"aggregates"`
+}
+
+// AttributeView is an attribute value and where it came from.
+type AttributeView struct {
+	Value   any       `json:"value"`
+	Source  string    `json:"source"`
+	EventID string    `json:"event_id"`
+	Time    time.Time `json:"time"`
+}
+
+// Twin returns key's twin evaluated now. A cold twin is read from its
+// snapshot without being made hot.
+func (e *Engine) Twin(key string) (*View, error) {
+	sc := e.sc.Load()
+	p := e.parts[e.PartitionOf(key)]
+	s := p.shard
+	now := e.nowNS()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	t := p.twins[key]
+	if t == nil {
+		data, ok, err := e.store.LoadTwin(key)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, twinhub.Errorf(twinhub.ENOTFOUND, "no twin with key %q", key)
+		}
+		t, err = decodeSnapshot(key, data, sc.Version, sc.Layout, func(s string) string { return s })
+		if err != nil {
+			return nil, err
+		}
+	}
+	v := &View{
+		Key: t.key, Revision: t.rev, SchemaVersion: sc.Version, AsOf: time.Unix(0, now).UTC(),
+		Attributes: make(map[string]AttributeView, len(t.attrs)),
+		Aggregates: make(map[string]any, sc.Layout.Len()),
+	}
+	for i := range t.attrs {
+		a := &t.attrs[i]
+		if a.val.Set {
+			v.Attributes[sc.Attributes[i].Name] = AttributeView{Value: a.val.Any(), Source: a.source, EventID: a.eventID, Time: time.Unix(0, a.time).UTC()}
+		}
+	}
+	for i, ag := range sc.Aggregates {
+		v.Aggregates[ag.Name] = sc.Layout.Value(&t.state, i, now)
+	}
+	return v, nil
+}
+
+// Timeline returns up to limit archived events of key with from <= time < to,
+// oldest first.
+func (e *Engine) Timeline(key string, from, to time.Time, limit int) ([]Record, error) {
+	var out []Record
+	err := e.store.Timeline(key, from.UnixNano(), to.UnixNano(), func(r Record) bool {
+		out = append(out, r)
+		return len(out) < limit
+	})
+	return out, err
+}
+
+// Keys returns up to limit twin keys after the key after, in key order.
+func (e *Engine) Keys(after string, limit int) ([]string, error) {
+	var out []string
+	err := e.store.Keys(after, func(k string) bool {
+		out = append(out, k)
+		return len(out) < limit
+	})
+	return out, err
+}

@@ -1,0 +1,619 @@
+package engine
+
+import (
+	"fmt"
+	"math"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/twinhub/twinhub"
+	"github.com/twinhub/twinhub/agg"
+	"github.com/twinhub/twinhub/ingest"
+	"github.com/twinhub/twinhub/schema"
+)
+
+// partition is one slice of the key space. Only its shard goroutine writes
+// it; readers hold the shard's read lock.
+type partition struct {
+	id        int
+	shard     *shard
+	twins     map[string]*twin
+	seen      map[uint64]uint32 // event-id hash -> check hash
+	stored    int64             // twins with a snapshot in the store
+	hotStored int64             // of which hot
+	applied   uint64            // highest seq applied
+	wm        uint64            // persisted watermark
+}
+
+// job is a unit of work for a shard: part of an ingest batch, a replayed
+// chunk of the archive, or a control function run between batches.
+type job struct {
+	b    *ingest.Batch
+	sc   *schema.Schema
+	idx  []int32 // events of b for this shard
+	part []int32 // their partitions
+	seqs []uint64
+	// replay marks archived events: they carry their seqs and are applied
+	// without archiving or dedupe rejection.
+	replay bool
+	ctl    func() error
+	wg     *sync.WaitGroup
+	err    error
+}
+
+type pending struct {
+	ev   *twinhub.Event
+	p    *partition
+	seq  uint64
+	from *job
+}
+
+type dirtyEntry struct {
+	t     *twin
+	since uint64
+}
+
+type idAt struct {
+	seq uint64
+	p   int32
+	id  IDHash
+}
+
+type syncItem struct {
+	commit Commit
+	jobs   []*job
+}
+
+// shard is one writer goroutine and the partitions it owns.
+type shard struct {
+	e       *Engine
+	id      int
+	parts   []*partition
+	in      chan *job
+	syncq   chan syncItem
+	stopped chan struct{}
+
+	mu sync.RWMutex // guards twins maps and twin contents against readers
+
+	// owned by the shard goroutine
+	ring     []*twin // hot twins, for CLOCK eviction
+	hand     int
+	bytes    int64
+	budget   int64
+	dirty    []dirtyEntry // FIFO by since
+	ids      []idAt       // ids not yet persisted, by seq
+	applied  uint64
+	recs     []Record
+	pend     []pending
+	intern   map[string]string
+	snapBuf  []byte
+	jobsBuf  []*job
+	sinceLag uint64
+
+	// published for Stats
+	hot      atomic.Int64
+	twins    atomic.Int64
+	bytesPub atomic.Int64
+}
+
+func newShard(e *Engine, id int, budget int64) *shard {
+	return &shard{
+		e: e, id: id, budget: budget,
+		in:      make(chan *job, 256),
+		syncq:   make(chan syncItem, 64),
+		stopped: make(chan struct{}),
+		intern:  make(map[string]string),
+	}
+}
+
+// control runs fn on the shard goroutine between batches and waits for it.
+func (s *shard) control(fn func() error) error {
+	var wg sync.WaitGroup
+	wg.Add(1)
+	j := &job{ctl: fn, wg: &wg}
+	s.in <- j
+	wg.Wait()
+	return j.err
+}
+
+// run is the shard goroutine. It exits when s.in is closed, after closing
+// s.syncq and waiting for the syncer to drain it.
+func (s *shard) run() {
+	defer func() {
+		close(s.syncq)
+	}()
+	max := s.e.opts.MaxBatch
+	for j := range s.in {
+		jobs := append(s.jobsBuf[:0], j)
+		n := len(j.idx)
+	gather:
+		for n < max && j.ctl == nil {
+			select {
+			case j2, ok := <-s.in:
+				if !ok {
+					break gather
+				}
+				jobs = append(jobs, j2)
+				if j2.ctl != nil {
+					break gather
+				}
+				n += len(j2.idx)
+			default:
+				break gather
+			}
+		}
+		last := jobs[len(jobs)-1]
+		if last.ctl != nil {
+			jobs = jobs[:len(jobs)-1]
+		}
+		if len(jobs) > 0 {
+			s.process(jobs)
+		}
+		if last.ctl != nil {
+			s.drainSync()
+			last.err = last.ctl()
+			last.wg.Done()
+		}
+		s.jobsBuf = jobs[:0]
+	}
+}
+
+// drainSync waits until every batch handed to the syncer is acknowledged.
+func (s *shard) drainSync() {
+	done := make(chan struct{})
+	s.syncq <- syncItem{jobs: []*job{{ctl: func() error { close(done); return nil }}}}
+	<-done
+}
+
+// syncLoop acknowledges batches once durable. It exits when syncq is closed.
+func (s *shard) syncLoop() {
+	defer close(s.stopped)
+	for it := range s.syncq {
+		var err error
+		if it.commit != nil {
+			t0 := time.Now()
+			err = it.commit.Wait()
+			if s.e.opts.OnSync != nil {
+				s.e.opts.OnSync(time.Since(t0))
+			}
+		}
+		for _, j := range it.jobs {
+			if j.ctl != nil {
+				j.ctl()
+				continue
+			}
+			if err != nil {
+				j.err = fmt.Errorf("archive sync: %w", err)
+			}
+			j.wg.Done()
+		}
+	}
+}
+
+// process dedupes, archives and applies one batch of jobs.
+func (s *shard) process(jobs []*job) {
+	t0 := time.Now()
+	sc := s.e.sc.Load()
+	recs, pend := s.recs[:0], s.pend[:0]
+	for _, j := range jobs {
+		if j.sc != nil && j.sc != sc {
+			j.err = twinhub.Errorf(twinhub.EUNAVAILABLE, "the schema changed while this request was queued; send it again")
+			continue
+		}
+		for k, i := range j.idx {
+			ev := &j.b.Events[i]
+			p := s.e.parts[j.part[k]]
+			h := idHashOf(ev.ID)
+			if j.replay {
+				p.seen[h.H] = h.Check
+				pend = append(pend, pending{ev: ev, p: p, seq: j.seqs[k], from: j})
+				continue
+			}
+			res := &j.b.Results[j.b.EventIndex[i]]
+			if c, ok := p.seen[h.H]; ok && c == h.Check {
+				res.Status = twinhub.Duplicate
+				continue
+			}
+			p.seen[h.H] = h.Check
+			res.Status = twinhub.Accepted
+			recs = append(recs, Record{Partition: int(p.id), Time: ev.Time, Key: ev.Key, Raw: ev.Raw})
+			pend = append(pend, pending{ev: ev, p: p, from: j})
+		}
+	}
+
+	var commit Commit
+	if len(recs) > 0 {
+		base := s.e.seq.Add(uint64(len(recs))) - uint64(len(recs))
+		k := 0
+		for i := range pend {
+			if pend[i].seq == 0 {
+				base++
+				pend[i].seq = base
+				recs[k].Seq = base
+				k++
+			}
+		}
+		var err error
+		commit, err = s.e.store.Append(recs)
+		if err != nil {
+			s.unaccept(pend, fmt.Errorf("archive append: %w", err))
+			s.ackLater(nil, jobs)
+			return
+		}
+	}
+
+	accepted, dups := 0, 0
+	now := s.e.nowNS()
+	for i := 0; i < len(pend); {
+		// Apply in chunks so a reader never waits long for the lock.
+		end := min(i+256, len(pend))
+		s.mu.Lock()
+		for ; i < end; i++ {
+			pe := &pend[i]
+			if err := s.apply(sc, pe.p, pe.ev, pe.seq, now); err != nil {
+				pe.from.err = err
+			}
+		}
+		s.mu.Unlock()
+	}
+	for _, j := range jobs {
+		if j.replay {
+			s.e.replayed.Add(int64(len(j.idx)))
+			continue
+		}
+		for _, i := range j.idx {
+			switch j.b.Results[j.b.EventIndex[i]].Status {
+			case twinhub.Accepted:
+				accepted++
+			case twinhub.Duplicate:
+				dups++
+			}
+		}
+	}
+	s.e.accepted.Add(int64(accepted))
+	s.e.duplicates.Add(int64(dups))
+	// Every applied event above the watermark (replayed ones too) has its id
+	// persisted with the checkpoint that moves the watermark past it.
+	for i := range pend {
+		s.ids = append(s.ids, idAt{seq: pend[i].seq, p: int32(pend[i].p.id), id: idHashOf(pend[i].ev.ID)})
+	}
+	if err := s.housekeep(); err != nil {
+		s.e.log.Error("persist twins", "shard", s.id, "err", err)
+	}
+	if s.e.opts.OnApply != nil {
+		s.e.opts.OnApply(len(pend), time.Since(t0))
+	}
+	s.recs, s.pend = recs[:0], pend[:0]
+	s.ackLater(commit, jobs)
+}
+
+// unaccept undoes the dedupe marks of a batch the archive refused.
+func (s *shard) unaccept(pend []pending, err error) {
+	for _, pe := range pend {
+		if pe.from.replay {
+			continue
+		}
+		delete(pe.p.seen, idHashOf(pe.ev.ID).H)
+		pe.from.b.Results[pe.from.b.EventIndex[0]].Status = 0
+		pe.from.err = err
+	}
+}
+
+func (s *shard) ackLater(c Commit, jobs []*job) {
+	s.syncq <- syncItem{commit: c, jobs: append([]*job(nil), jobs...)}
+}
+
+// apply applies one event to its twin. The caller holds s.mu.
+func (s *shard) apply(sc *schema.Schema, p *partition, ev *twinhub.Event, seq uint64, now int64) error {
+	t, err := s.twinFor(sc, p, ev.Key, true)
+	if err != nil {
+		return err
+	}
+	if seq > p.applied {
+		p.applied = seq
+	}
+	if seq > s.applied {
+		s.applied = seq
+	}
+	if seq <= t.applied {
+		return nil // a snapshot already holds it (replay after eviction)
+	}
+	if s.e.opts.EventClock && ev.Time > s.e.clock.Load() {
+		s.e.clock.Store(ev.Time) // single shard per engine in replays; races only move time forward
+		now = ev.Time
+	}
+	t.applied = seq
+	t.rev++
+	t.ref = true
+	l := sc.Layout
+	et := sc.Events[ev.Type]
+	for fi := range et.Feeds {
+		f := &et.Feeds[fi]
+		if f.Where != nil && !f.Where.Match(et, ev) {
+			continue
+		}
+		var in agg.Input
+		switch f.Slot {
+		case schema.SlotNone:
+		case schema.SlotTime:
+			in.Num = float64(ev.Time)
+		default:
+			v := &ev.Vals[f.Slot]
+			if !v.Set {
+				continue
+			}
+			in.Num = v.Num
+			switch l.Spec(f.Agg).Kind {
+			case agg.TopK:
+				in.Str = s.internString(v.Str)
+			case agg.Distinct:
+				if v.Type == twinhub.TypeString || v.Type == twinhub.TypeEnum {
+					in.Hash = xxhash.Sum64String(v.Str)
+				} else {
+					in.Hash = xxhash.Sum64(float64Bytes(v.Num))
+				}
+			}
+		}
+		l.Add(&t.state, f.Agg, ev.Time, now, in)
+	}
+	for _, a := range et.Sets {
+		v := ev.Vals[a.Slot]
+		if !v.Set {
+			continue
+		}
+		if t.attrs == nil {
+			t.attrs = make([]attr, len(sc.Attributes))
+		}
+		cur := &t.attrs[a.Attr]
+		if cur.val.Set && ev.Time < cur.time {
+			continue // a newer value is already there
+		}
+		v.Str = strings.Clone(v.Str)
+		*cur = attr{val: v, eventID: strings.Clone(ev.ID), source: s.internString(ev.Source), time: ev.Time}
+	}
+	if t.dirtySince == 0 {
+		t.dirtySince = seq
+		s.dirty = append(s.dirty, dirtyEntry{t: t, since: seq})
+	}
+	if t.slot >= 0 {
+		nb := int32(t.bytes(l))
+		s.bytes += int64(nb - t.size)
+		t.size = nb
+	}
+	return nil
+}
+
+func float64Bytes(f float64) []byte {
+	b := make([]byte, 8)
+	u := math.Float64bits(f)
+	for i := range b {
+		b[i] = byte(u >> (8 * i))
+	}
+	return b
+}
+
+// internString returns a heap copy of v shared by every twin of the shard,
+// so a category seen by a million twins is stored once. The table is capped
+// so high-cardinality values do not grow it without bound.
+func (s *shard) internString(v string) string {
+	if c, ok := s.intern[v]; ok {
+		return c
+	}
+	c := strings.Clone(v)
+	if len(s.intern) < 1<<16 {
+		s.intern[c] = c
+	}
+	return c
+}
+
+// twinFor returns key's twin in p, loading it from its snapshot when cold and
+// creating it when create is set. The caller holds s.mu.
+func (s *shard) twinFor(sc *schema.Schema, p *partition, key string, create bool) (*twin, error) {
+	if t := p.twins[key]; t != nil {
+		return t, nil
+	}
+	var t *twin
+	if p.stored > p.hotStored { // some twins of p are cold: key may be one
+		data, ok, err := s.e.store.LoadTwin(key)
+		if err != nil {
+			return nil, fmt.Errorf("load twin %q: %w", key, err)
+		}
+		if ok {
+			t, err = decodeSnapshot(strings.Clone(key), data, sc.Version, sc.Layout, s.internString)
+			if err != nil {
+				return nil, fmt.Errorf("load twin %q: %w", key, err)
+			}
+			t.stored = true
+			p.hotStored++
+		}
+	}
+	if t == nil {
+		if !create {
+			return nil, nil
+		}
+		t = &twin{key: strings.Clone(key), state: sc.Layout.New(), slot: -1}
+		s.twins.Add(1)
+	}
+	p.twins[t.key] = t
+	t.slot = int32(len(s.ring))
+	s.ring = append(s.ring, t)
+	t.size = int32(t.bytes(sc.Layout))
+	s.bytes += int64(t.size)
+	s.hot.Add(1)
+	return t, nil
+}
+
+// housekeep persists twins dirty for longer than the replay lag and evicts
+// twins over the memory budget. It runs on the shard goroutine.
+func (s *shard) housekeep() error {
+	var err error
+	if len(s.dirty) > 0 && s.applied-s.dirty[0].since > s.e.opts.ReplayLag {
+		err = s.persist(s.applied-s.e.opts.ReplayLag/2, false)
+	}
+	if s.bytes > s.budget {
+		if e2 := s.evict(s.budget * 9 / 10); e2 != nil && err == nil {
+			err = e2
+		}
+	}
+	s.bytesPub.Store(s.bytes)
+	return err
+}
+
+// persist writes every twin dirty since a seq at or below upTo (all dirty
+// twins when all is set), the ids seen up to the new watermark and the
+// partitions' marks. Snapshot encoding needs no lock: only this goroutine
+// writes twins.
+func (s *shard) persist(upTo uint64, all bool) error {
+	sc := s.e.sc.Load()
+	var snaps []Snapshot
+	buf := s.snapBuf[:0]
+	i := 0
+	for ; i < len(s.dirty); i++ {
+		d := s.dirty[i]
+		if !all && d.since > upTo {
+			break
+		}
+		if d.t.dirtySince != d.since || d.t.slot < 0 {
+			continue // persisted since (evicted, or dirtied again later)
+		}
+		start := len(buf)
+		buf = appendSnapshot(buf, d.t, sc.Version, sc.Layout)
+		snaps = append(snaps, Snapshot{Key: d.t.key, Data: buf[start:len(buf):len(buf)]})
+		d.t.dirtySince = 0
+		if !d.t.stored {
+			d.t.stored = true
+			s.e.parts[s.e.PartitionOf(d.t.key)].noteStored()
+		}
+	}
+	s.dirty = append(s.dirty[:0], s.dirty[i:]...)
+	wm := s.applied
+	for _, d := range s.dirty {
+		if d.t.dirtySince == d.since {
+			wm = d.since - 1
+			break
+		}
+	}
+	err := s.save(snaps, wm)
+	if cap(buf) <= 64<<20 {
+		s.snapBuf = buf[:0]
+	} else {
+		s.snapBuf = nil
+	}
+	return err
+}
+
+// save writes snaps with every partition's mark at watermark wm and the ids
+// seen up to wm.
+func (s *shard) save(snaps []Snapshot, wm uint64) error {
+	marks := make([]PartitionMark, 0, len(s.parts))
+	for _, p := range s.parts {
+		pwm := wm
+		if p.applied < pwm {
+			pwm = max(p.applied, p.wm)
+		}
+		marks = append(marks, PartitionMark{Partition: p.id, Watermark: pwm, Stored: p.stored})
+	}
+	n := 0
+	for n < len(s.ids) && s.ids[n].seq <= wm {
+		n++
+	}
+	var seen []SeenIDs
+	if n > 0 {
+		byPart := make(map[int32][]IDHash)
+		for _, x := range s.ids[:n] {
+			byPart[x.p] = append(byPart[x.p], x.id)
+		}
+		for p, ids := range byPart {
+			seen = append(seen, SeenIDs{Partition: int(p), IDs: ids})
+		}
+	}
+	if err := s.e.store.SaveTwins(snaps, marks, seen, false); err != nil {
+		return err
+	}
+	s.ids = append(s.ids[:0], s.ids[n:]...)
+	for i, p := range s.parts {
+		p.wm = marks[i].Watermark
+	}
+	return nil
+}
+
+func (p *partition) noteStored() {
+	p.stored++
+	p.hotStored++
+}
+
+// evict makes twins cold with CLOCK until the shard holds at most target
+// bytes. Dirty twins are written first, in the same batch as the partition
+// marks, so a restart finds either the old or the new snapshot consistent
+// with the marks.
+func (s *shard) evict(target int64) error {
+	sc := s.e.sc.Load()
+	var victims []*twin
+	var snaps []Snapshot
+	buf := s.snapBuf[:0]
+	bytes := s.bytes
+	scanned := 0
+	for bytes > target && len(s.ring) > len(victims) && scanned < 4*len(s.ring) {
+		t := s.ring[s.hand]
+		s.hand = (s.hand + 1) % len(s.ring)
+		scanned++
+		if t.ref || t.slot < 0 {
+			t.ref = false
+			continue
+		}
+		if t.dirtySince != 0 || !t.stored {
+			start := len(buf)
+			buf = appendSnapshot(buf, t, sc.Version, sc.Layout)
+			snaps = append(snaps, Snapshot{Key: t.key, Data: buf[start:len(buf):len(buf)]})
+		}
+		t.slot = -1 // marks it chosen; fixed up below
+		victims = append(victims, t)
+		bytes -= int64(t.size)
+	}
+	if len(victims) == 0 {
+		return nil
+	}
+	for _, t := range victims {
+		t.dirtySince = 0
+		if !t.stored {
+			t.stored = true
+			s.e.parts[s.e.PartitionOf(t.key)].noteStored()
+		}
+	}
+	wm := s.applied
+	for _, d := range s.dirty {
+		if d.t.dirtySince == d.since {
+			wm = d.since - 1
+			break
+		}
+	}
+	if err := s.save(snaps, wm); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	for _, t := range victims {
+		p := s.e.parts[s.e.PartitionOf(t.key)]
+		delete(p.twins, t.key)
+		p.hotStored--
+		s.bytes -= int64(t.size)
+	}
+	// Compact the ring, dropping the victims (slot -1).
+	live := s.ring[:0]
+	for _, t := range s.ring {
+		if t.slot >= 0 {
+			t.slot = int32(len(live))
+			live = append(live, t)
+		}
+	}
+	clear(s.ring[len(live):])
+	s.ring = live
+	if s.hand >= len(s.ring) {
+		s.hand = 0
+	}
+	s.mu.Unlock()
+	s.hot.Add(-int64(len(victims)))
+	return nil
+}

@@ -1,0 +1,87 @@
+package engine
+
+// Record is one archived event.
+type Record struct {
+	Seq       uint64 // global archive sequence number, from 1
+	Partition int
+	Time      int64 // event time, unix ns
+	Key       string
+	Raw       []byte // the event as received
+}
+
+// Commit is a store write in flight.
+type Commit interface {
+	// Wait blocks until the write is durable.
+	Wait() error
+}
+
+// PartitionMark is one partition's durable progress: every archived event of
+// the partition with a sequence number at or below Watermark is reflected in
+// a persisted twin snapshot, and Stored counts the partition's snapshots.
+type PartitionMark struct {
+	Partition int
+	Watermark uint64
+	Stored    int64
+}
+
+// SeenIDs are event-id hashes of one partition, persisted so that a restart
+// still recognises retries of events at or below the watermark.
+type SeenIDs struct {
+	Partition int
+	IDs       []IDHash
+}
+
+// IDHash identifies an event id: a 64-bit hash plus a 32-bit check from an
+// independent hash, so that two ids are confused with probability ~2^-96.
+type IDHash struct {
+	H     uint64
+	Check uint32
+}
+
+// Snapshot is one twin's encoded state.
+type Snapshot struct {
+	Key  string
+	Data []byte
+}
+
+// Store is the engine's persistence: the archive, twin snapshots,
+// checkpoints and schema versions. store/pebble implements it.
+type Store interface {
+	// LastSeq returns the highest archived sequence number, 0 if none.
+	LastSeq() (uint64, error)
+	// Append writes archive records in one batch and returns once they are
+	// visible to readers; the returned Commit's Wait blocks until durable.
+	Append(recs []Record) (Commit, error)
+	// Replay calls fn for every record with Seq > after, in Seq order.
+	Replay(after uint64, fn func(Record) error) error
+	// Timeline calls fn for key's records with from <= Time < to in event
+	// time order (ties in Seq order) until fn returns false.
+	Timeline(key string, from, to int64, fn func(Record) bool) error
+	// Keys calls fn with archived twin keys in ascending order, starting
+	// after the key after, until fn returns false.
+	Keys(after string, fn func(key string) bool) error
+
+	// LoadTwin returns key's latest snapshot.
+	LoadTwin(key string) (data []byte, ok bool, err error)
+	// SaveTwins writes snapshots, partition marks and seen ids in one atomic
+	// batch. sync asks for durability before returning.
+	SaveTwins(snaps []Snapshot, marks []PartitionMark, ids []SeenIDs, sync bool) error
+	// LoadMarks returns every partition's latest mark.
+	LoadMarks() ([]PartitionMark, error)
+	// LoadIDs calls fn with every persisted batch of seen ids.
+	LoadIDs(fn func(SeenIDs) error) error
+	// ResetTwins deletes every snapshot and checkpoint (not the archive nor
+	// the schema versions), before a rebuild from the archive.
+	ResetTwins() error
+
+	// SaveSchema stores src as schema version v and makes it the active one.
+	SaveSchema(v int, src []byte) error
+	// ActiveSchema returns the active schema version and its source; v is 0
+	// when none was ever stored.
+	ActiveSchema() (v int, src []byte, err error)
+	// Schema returns version v's source.
+	Schema(v int) ([]byte, bool, error)
+	// Meta and SetMeta keep small engine settings (the partition count).
+	Meta(name string) ([]byte, bool, error)
+	SetMeta(name string, val []byte) error
+}

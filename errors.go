@@ -1,0 +1,5 @@
+package twinhub
+
+import "errors"
+
+func asError(err error, target **Error) bool { return errors.As(err, target) }

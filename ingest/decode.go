@@ -1,0 +1,412 @@
+package ingest
+
+import (
+	"bytes"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/twinhub/twinhub"
+	"github.com/twinhub/twinhub/schema"
+	"github.com/valyala/fastjson"
+)
+
+// Limits on one record's common fields.
+const (
+	MaxIDLen  = 256
+	MaxKeyLen = 256
+)
+
+// Batch is a set of records decoded together. Events holds the accepted
+// records in order; Results holds one entry per record, in order, with
+// Status Rejected for those that failed validation (the engine later sets
+// Accepted or Duplicate on the rest). EventIndex[i] is the position in
+// Results of Events[i]. A Batch is reusable after Reset.
+type Batch struct {
+	Events     []twinhub.Event
+	EventIndex []int
+	Results    []twinhub.Result
+	vals       []twinhub.Value
+	mem        arena
+}
+
+// Reset empties b for reuse, keeping its memory.
+func (b *Batch) Reset() {
+	clear(b.Events) // drop references into the arena
+	b.Events = b.Events[:0]
+	b.EventIndex = b.EventIndex[:0]
+	b.Results = b.Results[:0]
+	b.vals = b.vals[:0]
+	b.mem.reset()
+}
+
+// Counts returns how many records were accepted, duplicate and rejected.
+func (b *Batch) Counts() (accepted, duplicate, rejected int) {
+	for i := range b.Results {
+		switch b.Results[i].Status {
+		case twinhub.Accepted:
+			accepted++
+		case twinhub.Duplicate:
+			duplicate++
+		case twinhub.Rejected:
+			rejected++
+		}
+	}
+	return
+}
+
+// Decoder validates JSON records against one schema version. It is not safe
+// for concurrent use.
+type Decoder struct {
+	s      *schema.Schema
+	p      fastjson.Parser
+	now    func() time.Time
+	source string
+	// Replay relaxes the checks that only make sense on arrival: unknown
+	// fields are kept and the time bounds are not enforced, so that events
+	// accepted under an earlier schema version are re-read as they were.
+	Replay bool
+	minNS  int64
+	seen   []bool // scratch: which declared fields a record set
+}
+
+// NewDecoder returns a Decoder for schema s. now supplies the receive time
+// for records without "time" and the reference for max_future; source is the
+// lineage recorded for events that do not name their own.
+func NewDecoder(s *schema.Schema, now func() time.Time, source string) *Decoder {
+	if now == nil {
+		now = time.Now
+	}
+	return &Decoder{s: s, now: now, source: source, minNS: s.MinTime.UnixNano()}
+}
+
+// Schema returns the schema the decoder validates against.
+func (d *Decoder) Schema() *schema.Schema { return d.s }
+
+// DecodeNDJSON decodes every non-blank line of body into b. A bad line is
+// recorded as rejected and never stops the others.
+func (d *Decoder) DecodeNDJSON(body []byte, b *Batch) {
+	for len(body) > 0 {
+		var line []byte
+		if i := bytes.IndexByte(body, '\n'); i >= 0 {
+			line, body = body[:i], body[i+1:]
+		} else {
+			line, body = body, nil
+		}
+		line = bytes.TrimRight(line, "\r")
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		d.Decode(line, b)
+	}
+}
+
+// Decode decodes one record into b, appending its Result (and its Event when
+// it is valid). It reports whether the record was valid.
+func (d *Decoder) Decode(rec []byte, b *Batch) bool {
+	idx, start := len(b.Results), len(b.vals)
+	b.Results = append(b.Results, twinhub.Result{Index: idx})
+	ev, err := d.decode(rec, b)
+	if err != nil {
+		r := &b.Results[idx]
+		r.Status = twinhub.Rejected
+		r.Field, r.Reason = err.Field, err.Message
+		r.ID = ev.ID
+		b.vals = b.vals[:start] // the record's values are not kept
+		return false
+	}
+	b.Results[idx].ID = ev.ID
+	b.Events = append(b.Events, *ev)
+	b.EventIndex = append(b.EventIndex, idx)
+	return true
+}
+
+func (d *Decoder) decode(rec []byte, b *Batch) (*twinhub.Event, *twinhub.Error) {
+	ev := &twinhub.Event{}
+	if !utf8.Valid(rec) {
+		off := invalidUTF8Offset(rec)
+		return ev, &twinhub.Error{Code: twinhub.EINVALID, Message: fmt.Sprintf("record is not valid UTF-8 (bad byte at offset %d)", off)}
+	}
+	v, err := d.p.ParseBytes(rec)
+	if err != nil {
+		return ev, &twinhub.Error{Code: twinhub.EINVALID, Message: "malformed JSON: " + err.Error()}
+	}
+	o, err := v.Object()
+	if err != nil {
+		return ev, &twinhub.Error{Code: twinhub.EINVALID, Message: "a record must be a JSON object, found " + v.Type().String()}
+	}
+
+	// The event type decides which fields are declared, so read it first.
+	typ := o.Get("type")
+	if typ == nil || typ.Type() == fastjson.TypeNull {
+		return ev, twinhub.FieldErrorf("type", "missing; every event needs a type (one of %s)", d.typeNames())
+	}
+	tb, err := typ.StringBytes()
+	if err != nil {
+		return ev, twinhub.FieldErrorf("type", "expected string, found %s", typ.Type())
+	}
+	et, ok := d.s.EventType(string(tb))
+	if !ok {
+		return ev, twinhub.FieldErrorf("type", "unknown event type %q (known: %s)", tb, d.typeNames())
+	}
+	ev.Type = et.Index
+
+	start := len(b.vals)
+	for range et.Fields {
+		b.vals = append(b.vals, twinhub.Value{})
+	}
+	ev.Vals = b.vals[start:len(b.vals):len(b.vals)]
+
+	var ferr *twinhub.Error
+	var haveTime bool
+	o.Visit(func(k []byte, fv *fastjson.Value) {
+		if ferr != nil {
+			return
+		}
+		switch string(k) {
+		case "type":
+			return
+		case "id":
+			s, e := stringField(fv, "id", MaxIDLen)
+			if e != nil {
+				ferr = e
+				return
+			}
+			ev.ID = b.mem.string(s)
+			return
+		case d.s.Key:
+			s, e := keyField(fv, d.s.Key)
+			if e != nil {
+				ferr = e
+				return
+			}
+			ev.Key = b.mem.string(s)
+			return
+		case "time":
+			if fv.Type() == fastjson.TypeNull {
+				return
+			}
+			ns, e := d.timeValue(fv, "time")
+			if e != nil {
+				ferr = e
+				return
+			}
+			ev.Time, haveTime = ns, true
+			return
+		case "source":
+			if fv.Type() == fastjson.TypeNull {
+				return
+			}
+			s, e := stringField(fv, "source", MaxKeyLen)
+			if e != nil {
+				ferr = e
+				return
+			}
+			ev.Source = b.mem.string(s)
+			return
+		}
+		f, ok := et.Field(string(k))
+		if !ok {
+			if d.s.UnknownFields == schema.PolicyReject && !d.Replay {
+				ferr = twinhub.FieldErrorf(string(k), "unknown field for event type %s (declared: %s)", et.Name, fieldNames(et))
+			}
+			return
+		}
+		if fv.Type() == fastjson.TypeNull {
+			return
+		}
+		val, e := d.fieldValue(f, fv, b)
+		if e != nil {
+			ferr = e
+			return
+		}
+		ev.Vals[f.Slot] = val
+	})
+	if ferr != nil {
+		return ev, ferr
+	}
+	if ev.ID == "" {
+		return ev, twinhub.FieldErrorf("id", "missing; every event needs a unique id so that a retry is not counted twice")
+	}
+	if ev.Key == "" {
+		return ev, twinhub.FieldErrorf(d.s.Key, "missing; every event needs the %s key of its %s", d.s.Key, d.s.Entity)
+	}
+	for _, f := range et.Fields {
+		if f.Required && !ev.Vals[f.Slot].Set {
+			return ev, twinhub.FieldErrorf(f.Name, "missing; required for event type %s (%s)", et.Name, f.Type)
+		}
+	}
+	now := d.now()
+	if !haveTime {
+		ev.Time = now.UnixNano()
+	} else if !d.Replay {
+		if ev.Time < d.minNS {
+			return ev, twinhub.FieldErrorf("time", "%s is before the schema's min_time %s", time.Unix(0, ev.Time).UTC().Format(time.RFC3339), d.s.MinTime.Format(time.RFC3339))
+		}
+		if limit := now.Add(d.s.MaxFuture); ev.Time > limit.UnixNano() {
+			return ev, twinhub.FieldErrorf("time", "%s is more than %s in the future (schema max_future)", time.Unix(0, ev.Time).UTC().Format(time.RFC3339), d.s.MaxFuture)
+		}
+	}
+	if ev.Source == "" {
+		ev.Source = d.source
+	}
+	ev.Raw = b.mem.bytes(rec)
+	return ev, nil
+}
+
+func (d *Decoder) fieldValue(f *schema.Field, fv *fastjson.Value, b *Batch) (twinhub.Value, *twinhub.Error) {
+	val := twinhub.Value{Type: f.Type, Set: true}
+	switch f.Type {
+	case twinhub.TypeString, twinhub.TypeEnum:
+		s, err := fv.StringBytes()
+		if err != nil {
+			return val, twinhub.FieldErrorf(f.Name, "expected %s, found %s", f.Type, describe(fv))
+		}
+		if f.Type == twinhub.TypeEnum && !contains(f.Enum, s) {
+			return val, twinhub.FieldErrorf(f.Name, "%q is not one of %s", s, strings.Join(f.Enum, ", "))
+		}
+		val.Str = b.mem.string(s)
+		return val, nil
+	case twinhub.TypeNumber, twinhub.TypeInteger:
+		if fv.Type() != fastjson.TypeNumber {
+			return val, twinhub.FieldErrorf(f.Name, "expected %s, found %s", f.Type, describe(fv))
+		}
+		n, err := fv.Float64()
+		if err != nil || math.IsInf(n, 0) || math.IsNaN(n) {
+			return val, twinhub.FieldErrorf(f.Name, "number %s out of range", fv.String())
+		}
+		if f.Type == twinhub.TypeInteger && (n != math.Trunc(n) || math.Abs(n) > 1<<53) {
+			return val, twinhub.FieldErrorf(f.Name, "expected integer, found %s", fv.String())
+		}
+		if f.Min != nil && n < *f.Min {
+			return val, twinhub.FieldErrorf(f.Name, "%s is below the minimum %s", fv.String(), strconv.FormatFloat(*f.Min, 'g', -1, 64))
+		}
+		if f.Max != nil && n > *f.Max {
+			return val, twinhub.FieldErrorf(f.Name, "%s is above the maximum %s", fv.String(), strconv.FormatFloat(*f.Max, 'g', -1, 64))
+		}
+		val.Num = n
+		return val, nil
+	case twinhub.TypeBool:
+		switch fv.Type() {
+		case fastjson.TypeTrue:
+			val.Num = 1
+		case fastjson.TypeFalse:
+		default:
+			return val, twinhub.FieldErrorf(f.Name, "expected bool, found %s", describe(fv))
+		}
+		return val, nil
+	case twinhub.TypeTime:
+		ns, err := d.timeValue(fv, f.Name)
+		if err != nil {
+			return val, err
+		}
+		val.Num = float64(ns)
+		return val, nil
+	}
+	return val, twinhub.FieldErrorf(f.Name, "field has unsupported type %s", f.Type)
+}
+
+// timeValue accepts an RFC 3339 string or a number of unix milliseconds.
+func (d *Decoder) timeValue(fv *fastjson.Value, field string) (int64, *twinhub.Error) {
+	switch fv.Type() {
+	case fastjson.TypeString:
+		s, _ := fv.StringBytes()
+		ns, ok := parseTime(s)
+		if !ok {
+			return 0, twinhub.FieldErrorf(field, "%q is not an RFC 3339 time (e.g. 2026-11-20T10:00:00Z)", s)
+		}
+		return ns, nil
+	case fastjson.TypeNumber:
+		ms, err := fv.Float64()
+		// Unix milliseconds must fit int64 nanoseconds (years 1678..2262).
+		if err != nil || math.IsNaN(ms) || math.Abs(ms) > 9e15 {
+			return 0, twinhub.FieldErrorf(field, "%s is not a unix time in milliseconds", fv.String())
+		}
+		return int64(ms * 1e6), nil
+	}
+	return 0, twinhub.FieldErrorf(field, "expected an RFC 3339 time string or unix milliseconds, found %s", describe(fv))
+}
+
+func stringField(fv *fastjson.Value, name string, maxLen int) ([]byte, *twinhub.Error) {
+	s, err := fv.StringBytes()
+	if err != nil {
+		return nil, twinhub.FieldErrorf(name, "expected string, found %s", describe(fv))
+	}
+	if len(s) == 0 {
+		return nil, twinhub.FieldErrorf(name, "must not be empty")
+	}
+	if len(s) > maxLen {
+		return nil, twinhub.FieldErrorf(name, "is %d bytes long; at most %d allowed", len(s), maxLen)
+	}
+	return s, nil
+}
+
+// keyField accepts a string key, or an integer that is used as its decimal text.
+func keyField(fv *fastjson.Value, name string) ([]byte, *twinhub.Error) {
+	if fv.Type() == fastjson.TypeNumber {
+		n, err := fv.Int64()
+		if err != nil {
+			return nil, twinhub.FieldErrorf(name, "expected a string or integer key, found %s", fv.String())
+		}
+		return strconv.AppendInt(nil, n, 10), nil
+	}
+	return stringField(fv, name, MaxKeyLen)
+}
+
+func describe(fv *fastjson.Value) string {
+	switch fv.Type() {
+	case fastjson.TypeString:
+		s, _ := fv.StringBytes()
+		if len(s) > 40 {
+			s = append(s[:37:37], "..."...)
+		}
+		return fmt.Sprintf("string %q", s)
+	case fastjson.TypeNumber:
+		return "number " + fv.String()
+	case fastjson.TypeTrue, fastjson.TypeFalse:
+		return "bool " + fv.String()
+	}
+	return fv.Type().String()
+}
+
+func contains(list []string, s []byte) bool {
+	for _, e := range list {
+		if e == string(s) {
+			return true
+		}
+	}
+	return false
+}
+
+func fieldNames(et *schema.EventType) string {
+	if len(et.Fields) == 0 {
+		return "none"
+	}
+	names := make([]string, len(et.Fields))
+	for i, f := range et.Fields {
+		names[i] = f.Name
+	}
+	return strings.Join(names, ", ")
+}
+
+func (d *Decoder) typeNames() string {
+	names := make([]string, len(d.s.Events))
+	for i, t := range d.s.Events {
+		names[i] = t.Name
+	}
+	return strings.Join(names, ", ")
+}
+
+func invalidUTF8Offset(b []byte) int {
+	for i := 0; i < len(b); {
+		r, n := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && n <= 1 {
+			return i
+		}
+		i += n
+	}
+	return -1
+}
