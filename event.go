@@ -35,8 +35,10 @@ func ParseFieldType(s string) (FieldType, bool) {
 }
 
 // Value is one typed field value. Numbers, integers, bools (0/1) and times
-// (unix nanoseconds) live in Num; strings and enums in Str. A zero Value with
-// Set false means the field was absent.
+// live in Num; strings and enums in Str. Times are unix microseconds, which a
+// float64 holds exactly (nanoseconds would not fit its 53-bit mantissa), so
+// time-valued fields and aggregates keep microsecond precision. A zero Value
+// with Set false means the field was absent.
 type Value struct {
 	Str  string
 	Num  float64
@@ -45,7 +47,11 @@ type Value struct {
 }
 
 // Time returns a TypeTime value as a time.Time in UTC.
-func (v Value) Time() time.Time { return time.Unix(0, int64(v.Num)).UTC() }
+func (v Value) Time() time.Time { return time.UnixMicro(int64(v.Num)).UTC() }
+
+// MicrosOf returns unix nanoseconds ns as the unix microseconds a time
+// Value holds, rounding down.
+func MicrosOf(ns int64) float64 { return float64(time.Unix(0, ns).UnixMicro()) }
 
 // Any returns the value as a JSON-friendly Go value, nil when unset.
 func (v Value) Any() any {

@@ -23,6 +23,7 @@ const (
 	DefaultMemoryBudget = 2 << 30
 	DefaultReplayLag    = 4 << 20
 	DefaultMaxBatch     = 8192
+	DefaultTimelineRun  = 256 << 10
 )
 
 // Options configure an Engine. Zero values mean the documented defaults.
@@ -47,6 +48,9 @@ type Options struct {
 	ReplayLag uint64
 	// MaxBatch is the most events a shard applies per archive write. Default 8192.
 	MaxBatch int
+	// TimelineRun is how many timeline entries a shard buffers before it
+	// writes them to the store as one sorted run. Default 256Ki.
+	TimelineRun int
 	Logger   *slog.Logger
 	// OnApply and OnSync, when set, observe each shard batch: events applied
 	// and apply time; fsync wait time. Called from shard goroutines.
@@ -64,6 +68,9 @@ type Engine struct {
 	shards []*shard
 	seq    atomic.Uint64
 	clock  atomic.Int64 // newest event time, with EventClock
+	// rebuilding is set while a schema swap replays the archive: the
+	// timeline, key directory and seen ids already cover those events.
+	rebuilding atomic.Bool
 
 	accepted   atomic.Int64
 	duplicates atomic.Int64
@@ -97,6 +104,9 @@ func Open(opts Options) (*Engine, error) {
 	}
 	if opts.MaxBatch <= 0 {
 		opts.MaxBatch = DefaultMaxBatch
+	}
+	if opts.TimelineRun <= 0 {
+		opts.TimelineRun = DefaultTimelineRun
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()

@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"cmp"
+	"slices"
 	"time"
 
 	"github.com/twinhub/twinhub"
@@ -66,14 +68,56 @@ func (e *Engine) Twin(key string) (*View, error) {
 }
 
 // Timeline returns up to limit archived events of key with from <= time < to,
-// oldest first.
+// in event time order: the written timeline runs merged with the entries
+// its shard still buffers.
 func (e *Engine) Timeline(key string, from, to time.Time, limit int) ([]Record, error) {
+	lo, hi := from.UnixNano(), to.UnixNano()
+	p := e.parts[e.PartitionOf(key)]
+	var buffered []TimelineEntry
+	p.shard.mu.RLock()
+	for _, te := range p.shard.tl {
+		if te.Key == key && te.Time >= lo && te.Time < hi {
+			buffered = append(buffered, te)
+		}
+	}
+	p.shard.mu.RUnlock()
+	slices.SortFunc(buffered, func(a, b TimelineEntry) int {
+		if c := cmp.Compare(a.Time, b.Time); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Seq, b.Seq)
+	})
 	var out []Record
-	err := e.store.Timeline(key, from.UnixNano(), to.UnixNano(), func(r Record) bool {
-		out = append(out, r)
+	err := e.store.Timeline(key, lo, hi, func(r Record) bool {
+		for len(buffered) > 0 && len(out) < limit && (buffered[0].Time < r.Time || (buffered[0].Time == r.Time && buffered[0].Seq < r.Seq)) {
+			br, err := e.store.Event(buffered[0].Seq)
+			if err == nil {
+				out = append(out, br)
+			}
+			buffered = buffered[1:]
+		}
+		if len(buffered) > 0 && buffered[0].Seq == r.Seq {
+			buffered = buffered[1:] // in a run and still buffered
+		}
+		if len(out) < limit {
+			out = append(out, r)
+		}
 		return len(out) < limit
 	})
-	return out, err
+	if err != nil {
+		return nil, err
+	}
+	for _, te := range buffered {
+		if len(out) >= limit {
+			break
+		}
+		r, err := e.store.Event(te.Seq)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
 }
 
 // Keys returns up to limit twin keys after the key after, in key order.

@@ -3,6 +3,7 @@ package engine
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -85,6 +86,8 @@ type shard struct {
 	budget   int64
 	dirty    []dirtyEntry // FIFO by since
 	ids      []idAt       // ids not yet persisted, by seq
+	tl       []TimelineEntry // timeline entries not yet written, by seq
+	newKeys  []string        // twins created in this batch
 	applied  uint64
 	recs     []Record
 	pend     []pending
@@ -277,8 +280,17 @@ func (s *shard) process(jobs []*job) {
 	s.e.duplicates.Add(int64(dups))
 	// Every applied event above the watermark (replayed ones too) has its id
 	// persisted with the checkpoint that moves the watermark past it.
-	for i := range pend {
-		s.ids = append(s.ids, idAt{seq: pend[i].seq, p: int32(pend[i].p.id), id: idHashOf(pend[i].ev.ID)})
+	if !s.e.rebuilding.Load() {
+		for i := range pend {
+			s.ids = append(s.ids, idAt{seq: pend[i].seq, p: int32(pend[i].p.id), id: idHashOf(pend[i].ev.ID)})
+		}
+	}
+	if len(s.newKeys) > 0 {
+		if err := s.e.store.AddKeys(s.newKeys); err != nil {
+			s.e.log.Error("add twin keys", "shard", s.id, "err", err)
+		}
+		clear(s.newKeys)
+		s.newKeys = s.newKeys[:0]
 	}
 	if err := s.housekeep(); err != nil {
 		s.e.log.Error("persist twins", "shard", s.id, "err", err)
@@ -318,6 +330,11 @@ func (s *shard) apply(sc *schema.Schema, p *partition, ev *twinhub.Event, seq ui
 	if seq > s.applied {
 		s.applied = seq
 	}
+	if !s.e.rebuilding.Load() {
+		// Indexed even when the twin already holds the event: after a crash
+		// the snapshot may be newer than the last written timeline run.
+		s.tl = append(s.tl, TimelineEntry{Key: t.key, Time: ev.Time, Seq: seq})
+	}
 	if seq <= t.applied {
 		return nil // a snapshot already holds it (replay after eviction)
 	}
@@ -339,7 +356,7 @@ func (s *shard) apply(sc *schema.Schema, p *partition, ev *twinhub.Event, seq ui
 		switch f.Slot {
 		case schema.SlotNone:
 		case schema.SlotTime:
-			in.Num = float64(ev.Time)
+			in.Num = twinhub.MicrosOf(ev.Time)
 		default:
 			v := &ev.Vals[f.Slot]
 			if !v.Set {
@@ -436,6 +453,7 @@ func (s *shard) twinFor(sc *schema.Schema, p *partition, key string, create bool
 		}
 		t = &twin{key: strings.Clone(key), state: sc.Layout.New(), slot: -1}
 		s.twins.Add(1)
+		s.newKeys = append(s.newKeys, t.key)
 	}
 	p.twins[t.key] = t
 	t.slot = int32(len(s.ring))
@@ -450,6 +468,9 @@ func (s *shard) twinFor(sc *schema.Schema, p *partition, key string, create bool
 // twins over the memory budget. It runs on the shard goroutine.
 func (s *shard) housekeep() error {
 	var err error
+	if len(s.tl) >= s.e.opts.TimelineRun {
+		err = s.flushTimeline()
+	}
 	if len(s.dirty) > 0 && s.applied-s.dirty[0].since > s.e.opts.ReplayLag {
 		err = s.persist(s.applied-s.e.opts.ReplayLag/2, false)
 	}
@@ -489,6 +510,24 @@ func (s *shard) persist(upTo uint64, all bool) error {
 		}
 	}
 	s.dirty = append(s.dirty[:0], s.dirty[i:]...)
+	var err error
+	if all {
+		err = s.flushTimeline()
+	}
+	if e2 := s.save(snaps, s.watermark()); e2 != nil && err == nil {
+		err = e2
+	}
+	if cap(buf) <= 64<<20 {
+		s.snapBuf = buf[:0]
+	} else {
+		s.snapBuf = nil
+	}
+	return err
+}
+
+// watermark returns the highest seq at or below which every event of the
+// shard is in a persisted snapshot and a written timeline run.
+func (s *shard) watermark() uint64 {
 	wm := s.applied
 	for _, d := range s.dirty {
 		if d.t.dirtySince == d.since {
@@ -496,13 +535,26 @@ func (s *shard) persist(upTo uint64, all bool) error {
 			break
 		}
 	}
-	err := s.save(snaps, wm)
-	if cap(buf) <= 64<<20 {
-		s.snapBuf = buf[:0]
-	} else {
-		s.snapBuf = nil
+	if len(s.tl) > 0 {
+		wm = min(wm, s.tl[0].Seq-1)
 	}
-	return err
+	return wm
+}
+
+// flushTimeline writes the buffered timeline entries as one run.
+func (s *shard) flushTimeline() error {
+	if len(s.tl) == 0 {
+		return nil
+	}
+	run := slices.Clone(s.tl) // the store sorts its copy; readers scan ours
+	if err := s.e.store.WriteTimeline(run); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	clear(s.tl)
+	s.tl = s.tl[:0]
+	s.mu.Unlock()
+	return nil
 }
 
 // save writes snaps with every partition's mark at watermark wm and the ids
@@ -583,14 +635,7 @@ func (s *shard) evict(target int64) error {
 			s.e.parts[s.e.PartitionOf(t.key)].noteStored()
 		}
 	}
-	wm := s.applied
-	for _, d := range s.dirty {
-		if d.t.dirtySince == d.since {
-			wm = d.since - 1
-			break
-		}
-	}
-	if err := s.save(snaps, wm); err != nil {
+	if err := s.save(snaps, s.watermark()); err != nil {
 		return err
 	}
 	s.mu.Lock()

@@ -9,6 +9,13 @@ type Record struct {
 	Raw       []byte // the event as received
 }
 
+// TimelineEntry locates one archived event in its twin's timeline.
+type TimelineEntry struct {
+	Key  string
+	Time int64
+	Seq  uint64
+}
+
 // Commit is a store write in flight.
 type Commit interface {
 	// Wait blocks until the write is durable.
@@ -54,11 +61,18 @@ type Store interface {
 	Append(recs []Record) (Commit, error)
 	// Replay calls fn for every record with Seq > after, in Seq order.
 	Replay(after uint64, fn func(Record) error) error
-	// Timeline calls fn for key's records with from <= Time < to in event
-	// time order (ties in Seq order) until fn returns false.
+	// WriteTimeline indexes archived events by twin and event time. It may
+	// reorder entries. An entry handed over twice is stored once.
+	WriteTimeline(entries []TimelineEntry) error
+	// Timeline calls fn for key's indexed records with from <= Time < to in
+	// event time order (ties in Seq order) until fn returns false.
 	Timeline(key string, from, to int64, fn func(Record) bool) error
-	// Keys calls fn with archived twin keys in ascending order, starting
-	// after the key after, until fn returns false.
+	// Event returns archived event seq.
+	Event(seq uint64) (Record, error)
+	// AddKeys adds twin keys to the key directory (idempotent).
+	AddKeys(keys []string) error
+	// Keys calls fn with the directory's twin keys in ascending order,
+	// starting after the key after, until fn returns false.
 	Keys(after string, fn func(key string) bool) error
 
 	// LoadTwin returns key's latest snapshot.

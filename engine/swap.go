@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -38,7 +39,12 @@ func (e *Engine) SetSchema(src []byte) (*schema.Schema, SwapReport, error) {
 		return nil, SwapReport{}, twinhub.Errorf(twinhub.EUNAVAILABLE, "engine is closed")
 	}
 	t0 := time.Now()
-	release := e.pause()
+	// Persist first: seen ids and timeline entries must survive the reset.
+	release, err := e.pause(func(sh *shard) error { return sh.persist(0, true) })
+	if err != nil {
+		release()
+		return nil, SwapReport{}, err
+	}
 	sc.Version = e.sc.Load().Version + 1
 	if err := e.store.SaveSchema(sc.Version, src); err != nil {
 		release()
@@ -61,25 +67,37 @@ func (e *Engine) SetSchema(src []byte) (*schema.Schema, SwapReport, error) {
 	}
 	e.sc.Store(sc)
 	release()
+	e.rebuilding.Store(true)
 	n, invalid, err := e.replay(0)
+	// Persist the rebuilt twins while the archive's timeline and ids are
+	// known to be covered, so a restart replays nothing twice.
+	for _, sh := range e.shards {
+		if perr := sh.control(func() error { return sh.persist(0, true) }); perr != nil && err == nil {
+			err = perr
+		}
+	}
+	e.rebuilding.Store(false)
 	if err != nil {
 		return nil, SwapReport{}, err
 	}
 	return sc, SwapReport{Version: sc.Version, Replayed: n, Invalid: invalid, Took: time.Since(t0)}, nil
 }
 
-// pause parks every shard between batches; the returned func resumes them.
-func (e *Engine) pause() (release func()) {
+// pause parks every shard between batches after running first on it; the
+// returned func resumes them.
+func (e *Engine) pause(first func(*shard) error) (release func(), err error) {
 	resume := make(chan struct{})
 	var parked sync.WaitGroup
-	for _, sh := range e.shards {
+	errs := make([]error, len(e.shards))
+	for i, sh := range e.shards {
 		parked.Add(1)
 		go sh.control(func() error {
+			errs[i] = first(sh)
 			parked.Done()
 			<-resume
 			return nil
 		})
 	}
 	parked.Wait()
-	return func() { close(resume) }
+	return func() { close(resume) }, errors.Join(errs...)
 }

@@ -303,7 +303,7 @@ func (d *Decoder) fieldValue(f *schema.Field, fv *fastjson.Value, b *Batch) (twi
 		if err != nil {
 			return val, err
 		}
-		val.Num = float64(ns)
+		val.Num = twinhub.MicrosOf(ns)
 		return val, nil
 	}
 	return val, twinhub.FieldErrorf(f.Name, "field has unsupported type %s", f.Type)

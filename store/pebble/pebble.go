@@ -4,13 +4,19 @@
 //
 // Key layout (one leading byte names the kind of record):
 //
-//	'a' seq(8)                          archived event: partition, time, key, raw
-//	't' key 0x00 time(8) seq(8)         timeline index entry (empty value)
+//	'a' seq(8)                          archive chunk: consecutive events from seq on
+//	't' run(8) key 0x00 time(8) seq(8)  timeline run entry (empty value)
+//	'k' key                             twin directory entry (empty value)
 //	's' key                             twin snapshot
 //	'w' partition(2)                    partition mark: watermark, stored twins
 //	'd' n(8)                            a batch of seen event-id hashes
 //	'v' version(4)                      schema source
 //	'm' name                            meta values ("schema" = active version)
+//
+// The archive is written in chunks of up to chunkBytes of consecutive
+// events, one key each, rather than a key per event: keys arrive in order, so
+// Pebble's flushes land beside each other and compaction has little to
+// rewrite; only the small timeline entry is written per event.
 //
 // Integers are big-endian so that key order is numeric order; event times
 // are offset by 2^63 so that times before 1970 sort first. Twin keys never
@@ -24,6 +30,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync/atomic"
+	"time"
 
 	cpebble "github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
@@ -41,7 +48,9 @@ type Options struct {
 // DB is the store. It is safe for concurrent use.
 type DB struct {
 	db     *cpebble.DB
+	opts   *cpebble.Options
 	dir    string
+	tl     timelineRuns
 	idSeq  atomic.Uint64
 	cache  interface{ Unref() }
 	closed atomic.Bool
@@ -71,13 +80,25 @@ func Open(dir string, o Options) (*DB, error) {
 	for i := range opts.Levels {
 		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
 	}
+	// Archive chunks go to blob files: compactions then move references, not
+	// the events, which otherwise cost more CPU than ingestion itself.
+	opts.Experimental.ValueSeparationPolicy = func() cpebble.ValueSeparationPolicy {
+		return cpebble.ValueSeparationPolicy{
+			Enabled: true, MinimumSize: 4 << 10, MaxBlobReferenceDepth: 10,
+			RewriteMinimumAge: time.Hour, TargetGarbageRatio: 0.5,
+		}
+	}
 	opts.EnsureDefaults()
 	db, err := cpebble.Open(dir, opts)
 	if err != nil {
 		cache.Unref()
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
 	}
-	s := &DB{db: db, dir: dir, cache: cache}
+	s := &DB{db: db, opts: opts, dir: dir, cache: cache}
+	if err := s.loadRuns(); err != nil {
+		s.Close()
+		return nil, err
+	}
 	// Seen-id batches are numbered; continue after the last one.
 	it, err := db.NewIter(&cpebble.IterOptions{LowerBound: []byte{'d'}, UpperBound: []byte{'e'}})
 	if err != nil {
@@ -115,8 +136,9 @@ func archiveKey(seq uint64) []byte {
 	return k
 }
 
-func appendTimelineKey(dst []byte, key string, t int64, seq uint64) []byte {
+func appendTimelineKey(dst []byte, run uint64, key string, t int64, seq uint64) []byte {
 	dst = append(dst, 't')
+	dst = binary.BigEndian.AppendUint64(dst, run)
 	dst = append(dst, key...)
 	dst = append(dst, 0)
 	dst = binary.BigEndian.AppendUint64(dst, uint64(t)^(1<<63))
@@ -125,6 +147,10 @@ func appendTimelineKey(dst []byte, key string, t int64, seq uint64) []byte {
 
 func snapshotKey(key string) []byte { return append([]byte{'s'}, key...) }
 
+// chunkBytes bounds an archive chunk, and so what a timeline read decodes to
+// reach one event.
+const chunkBytes = 32 << 10
+
 // LastSeq implements engine.Store.
 func (s *DB) LastSeq() (uint64, error) {
 	it, err := s.db.NewIter(&cpebble.IterOptions{LowerBound: []byte{'a'}, UpperBound: []byte{'b'}})
@@ -132,10 +158,15 @@ func (s *DB) LastSeq() (uint64, error) {
 		return 0, err
 	}
 	defer it.Close()
-	if it.Last() {
-		return binary.BigEndian.Uint64(it.Key()[1:]), nil
+	if !it.Last() {
+		return 0, it.Error()
 	}
-	return 0, it.Error()
+	first := binary.BigEndian.Uint64(it.Key()[1:])
+	n, k := binary.Uvarint(it.Value())
+	if k <= 0 || n == 0 {
+		return 0, errCorrupt("archive chunk", first)
+	}
+	return first + n - 1, nil
 }
 
 type commit struct{ b *cpebble.Batch }
@@ -146,33 +177,34 @@ func (c commit) Wait() error {
 	return err
 }
 
-// Append implements engine.Store: the archive records and their timeline
-// entries go in one batch, applied at once and synced in a group commit.
+// Append implements engine.Store. recs must have consecutive seqs within runs;
+// a chunk never spans a gap. The chunks go in one batch, applied at once and
+// synced in a group commit.
 func (s *DB) Append(recs []engine.Record) (engine.Commit, error) {
 	b := s.db.NewBatch()
-	var kbuf []byte
-	for i := range recs {
-		r := &recs[i]
-		// Encode straight into the batch: the value's exact size is known.
-		hdr := uvarintLen(uint64(r.Partition)) + varintLen(r.Time) + uvarintLen(uint64(len(r.Key)))
-		op := b.SetDeferred(9, hdr+len(r.Key)+len(r.Raw))
-		op.Key[0] = 'a'
-		binary.BigEndian.PutUint64(op.Key[1:], r.Seq)
-		v := op.Value[:0]
-		v = binary.AppendUvarint(v, uint64(r.Partition))
-		v = binary.AppendVarint(v, r.Time)
-		v = binary.AppendUvarint(v, uint64(len(r.Key)))
-		v = append(v, r.Key...)
-		_ = append(v, r.Raw...)
-		if err := op.Finish(); err != nil {
+	var chunk []byte
+	for i := 0; i < len(recs); {
+		// A chunk: consecutive seqs, up to chunkBytes.
+		j, size := i, 0
+		for j < len(recs) && (j == i || (recs[j].Seq == recs[j-1].Seq+1 && size < chunkBytes)) {
+			size += len(recs[j].Key) + len(recs[j].Raw) + 16
+			j++
+		}
+		chunk = binary.AppendUvarint(chunk[:0], uint64(j-i))
+		for k := i; k < j; k++ {
+			r := &recs[k]
+			chunk = binary.AppendUvarint(chunk, uint64(r.Partition))
+			chunk = binary.AppendVarint(chunk, r.Time)
+			chunk = binary.AppendUvarint(chunk, uint64(len(r.Key)))
+			chunk = append(chunk, r.Key...)
+			chunk = binary.AppendUvarint(chunk, uint64(len(r.Raw)))
+			chunk = append(chunk, r.Raw...)
+		}
+		if err := b.Set(archiveKey(recs[i].Seq), chunk, nil); err != nil {
 			b.Close()
 			return nil, err
 		}
-		kbuf = appendTimelineKey(kbuf[:0], r.Key, r.Time, r.Seq)
-		if err := b.Set(kbuf, nil, nil); err != nil {
-			b.Close()
-			return nil, err
-		}
+		i = j
 	}
 	if err := s.db.ApplyNoSyncWait(b, cpebble.Sync); err != nil {
 		b.Close()
@@ -181,43 +213,53 @@ func (s *DB) Append(recs []engine.Record) (engine.Commit, error) {
 	return commit{b}, nil
 }
 
-func uvarintLen(x uint64) int {
-	n := 1
-	for x >= 0x80 {
-		x >>= 7
-		n++
-	}
-	return n
+// chunkReader walks the records of one archive chunk.
+type chunkReader struct {
+	seq  uint64 // of the next record
+	left uint64
+	v    []byte
 }
 
-func varintLen(x int64) int {
-	ux := uint64(x) << 1
-	if x < 0 {
-		ux = ^ux
+func newChunkReader(first uint64, v []byte) (chunkReader, error) {
+	n, k := binary.Uvarint(v)
+	if k <= 0 || n == 0 {
+		return chunkReader{}, errCorrupt("archive chunk", first)
 	}
-	return uvarintLen(ux)
+	return chunkReader{seq: first, left: n, v: v[k:]}, nil
 }
 
-func decodeRecord(seq uint64, v []byte) (engine.Record, error) {
-	r := engine.Record{Seq: seq}
-	p, n := binary.Uvarint(v)
+// next decodes the next record; Raw aliases the chunk.
+func (c *chunkReader) next() (engine.Record, bool, error) {
+	if c.left == 0 {
+		return engine.Record{}, false, nil
+	}
+	r := engine.Record{Seq: c.seq}
+	bad := func() (engine.Record, bool, error) { return r, false, errCorrupt("archive record", r.Seq) }
+	p, n := binary.Uvarint(c.v)
 	if n <= 0 {
-		return r, errCorrupt("archive record", seq)
+		return bad()
 	}
-	v = v[n:]
-	t, n := binary.Varint(v)
+	c.v = c.v[n:]
+	t, n := binary.Varint(c.v)
 	if n <= 0 {
-		return r, errCorrupt("archive record", seq)
+		return bad()
 	}
-	v = v[n:]
-	kl, n := binary.Uvarint(v)
-	if n <= 0 || uint64(len(v)-n) < kl {
-		return r, errCorrupt("archive record", seq)
+	c.v = c.v[n:]
+	kl, n := binary.Uvarint(c.v)
+	if n <= 0 || uint64(len(c.v)-n) < kl {
+		return bad()
 	}
-	r.Partition, r.Time = int(p), t
-	r.Key = string(v[n : n+int(kl)])
-	r.Raw = v[n+int(kl):]
-	return r, nil
+	r.Partition, r.Time, r.Key = int(p), t, string(c.v[n:n+int(kl)])
+	c.v = c.v[n+int(kl):]
+	rl, n := binary.Uvarint(c.v)
+	if n <= 0 || uint64(len(c.v)-n) < rl {
+		return bad()
+	}
+	r.Raw = c.v[n : n+int(rl)]
+	c.v = c.v[n+int(rl):]
+	c.seq++
+	c.left--
+	return r, true, nil
 }
 
 func errCorrupt(what string, seq uint64) error {
@@ -226,80 +268,62 @@ func errCorrupt(what string, seq uint64) error {
 
 // Replay implements engine.Store. Record.Raw is valid only during fn.
 func (s *DB) Replay(after uint64, fn func(engine.Record) error) error {
-	it, err := s.db.NewIter(&cpebble.IterOptions{LowerBound: archiveKey(after + 1), UpperBound: []byte{'b'}})
+	it, err := s.db.NewIter(&cpebble.IterOptions{LowerBound: []byte{'a'}, UpperBound: []byte{'b'}})
 	if err != nil {
 		return err
 	}
 	defer it.Close()
-	for ok := it.First(); ok; ok = it.Next() {
-		seq := binary.BigEndian.Uint64(it.Key()[1:])
-		r, err := decodeRecord(seq, it.Value())
+	// Start at the chunk holding after+1, if any.
+	ok := it.SeekLT(archiveKey(after + 2))
+	if !ok {
+		ok = it.First()
+	}
+	for ; ok; ok = it.Next() {
+		c, err := newChunkReader(binary.BigEndian.Uint64(it.Key()[1:]), it.Value())
 		if err != nil {
 			return err
 		}
-		if err := fn(r); err != nil {
-			return err
+		for {
+			r, more, err := c.next()
+			if err != nil {
+				return err
+			}
+			if !more {
+				break
+			}
+			if r.Seq <= after {
+				continue
+			}
+			if err := fn(r); err != nil {
+				return err
+			}
 		}
 	}
 	return it.Error()
 }
 
-// Timeline implements engine.Store.
-func (s *DB) Timeline(key string, from, to int64, fn func(engine.Record) bool) error {
-	lo := appendTimelineKey(nil, key, from, 0)
-	hi := appendTimelineKey(nil, key, to, 0)
-	it, err := s.db.NewIter(&cpebble.IterOptions{LowerBound: lo, UpperBound: hi})
-	if err != nil {
-		return err
+// readRecord finds event seq in its chunk; the returned Raw is a copy.
+func readRecord(chunks *cpebble.Iterator, seq uint64) (engine.Record, error) {
+	if !chunks.SeekLT(archiveKey(seq + 1)) {
+		return engine.Record{}, fmt.Errorf("archived event %d is missing", seq)
 	}
-	defer it.Close()
-	for ok := it.First(); ok; ok = it.Next() {
-		k := it.Key()
-		seq := binary.BigEndian.Uint64(k[len(k)-8:])
-		v, closer, err := s.db.Get(archiveKey(seq))
+	c, err := newChunkReader(binary.BigEndian.Uint64(chunks.Key()[1:]), chunks.Value())
+	if err != nil {
+		return engine.Record{}, err
+	}
+	for {
+		r, more, err := c.next()
 		if err != nil {
-			return fmt.Errorf("timeline of %q: event %d: %w", key, seq, err)
+			return r, err
 		}
-		r, err := decodeRecord(seq, v)
-		if err == nil {
+		if !more {
+			return r, fmt.Errorf("archived event %d is missing", seq)
+		}
+		if r.Seq == seq {
 			r.Raw = bytes.Clone(r.Raw)
-		}
-		closer.Close()
-		if err != nil {
-			return err
-		}
-		if !fn(r) {
-			break
+			return r, nil
 		}
 	}
-	return it.Error()
-}
-
-// Keys implements engine.Store by skipping through the timeline index, one
-// seek per twin.
-func (s *DB) Keys(after string, fn func(string) bool) error {
-	it, err := s.db.NewIter(&cpebble.IterOptions{LowerBound: []byte{'t'}, UpperBound: []byte{'u'}})
-	if err != nil {
-		return err
-	}
-	defer it.Close()
-	seek := []byte{'t'}
-	if after != "" {
-		seek = append(append(seek, after...), 1) // past every entry of after
-	}
-	for ok := it.SeekGE(seek); ok; {
-		k := it.Key()
-		end := bytes.IndexByte(k[1:], 0)
-		if end < 0 {
-			return fmt.Errorf("corrupt timeline key %q", k)
-		}
-		key := string(k[1 : 1+end])
-		if !fn(key) {
-			return nil
-		}
-		ok = it.SeekGE(append(append([]byte{'t'}, key...), 1))
-	}
-	return it.Error()
 }
 
 // LoadTwin implements engine.Store.

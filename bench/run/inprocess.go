@@ -1,0 +1,90 @@
+package run
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/twinhub/twinhub"
+	"github.com/twinhub/twinhub/engine"
+	"github.com/twinhub/twinhub/ingest"
+	"github.com/twinhub/twinhub/store/pebble"
+)
+
+// runInProcess opens a store and an engine in o.DataDir and drives them
+// directly, as the HTTP ingest handler would: decode, then Ingest.
+func runInProcess(ctx context.Context, o Options, batches []batch) (rep Report, err error) {
+	dir, cleanup, err := dataDir(o.DataDir)
+	if err != nil {
+		return Report{}, err
+	}
+	defer cleanup()
+	db, err := pebble.Open(dir, pebble.Options{})
+	if err != nil {
+		return Report{}, err
+	}
+	e, err := engine.Open(engine.Options{Store: db, Logger: o.Logger})
+	if err != nil {
+		return Report{}, errors.Join(err, db.Close())
+	}
+	defer func() {
+		// Close persists every twin; it is not part of the measurement.
+		err = errors.Join(err, e.Close(), db.Close())
+	}()
+
+	base := heapInUse()
+	rep, err = drive(ctx, o, batches, inProcess{e})
+	if err != nil {
+		return rep, err
+	}
+	rep.Twins = e.Stats().Twins
+	if heap := heapInUse(); rep.Twins > 0 && heap > base {
+		rep.HeapPerTwin = float64(heap-base) / float64(rep.Twins)
+	}
+	return rep, nil
+}
+
+// dataDir returns dir, or a new temporary directory and a cleanup that
+// removes it.
+func dataDir(dir string) (string, func(), error) {
+	if dir != "" {
+		return dir, func() {}, nil
+	}
+	dir, err := os.MkdirTemp("", "twinhub-bench-")
+	if err != nil {
+		return "", nil, fmt.Errorf("data directory: %w", err)
+	}
+	return dir, func() { os.RemoveAll(dir) }, nil
+}
+
+// inProcess drives an engine directly.
+type inProcess struct{ e *engine.Engine }
+
+func (t inProcess) ingester() func(context.Context, *batch) (counts, error) {
+	sc := t.e.Schema()
+	dec := ingest.NewDecoder(sc, time.Now, "bench")
+	var b ingest.Batch
+	return func(ctx context.Context, bt *batch) (counts, error) {
+		b.Reset()
+		for _, l := range bt.lines {
+			dec.Decode(l, &b)
+		}
+		if err := t.e.Ingest(ctx, &b, sc); err != nil {
+			return counts{}, err
+		}
+		a, d, r := b.Counts()
+		return counts{a, d, r}, nil
+	}
+}
+
+func (t inProcess) reader() func(context.Context, string) (bool, error) {
+	return func(_ context.Context, key string) (bool, error) {
+		_, err := t.e.Twin(key)
+		if twinhub.ErrorCode(err) == twinhub.ENOTFOUND {
+			return false, nil
+		}
+		return err == nil, err
+	}
+}
