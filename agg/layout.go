@@ -346,10 +346,9 @@ func (a *info) value(v float64) any {
 	return v
 }
 
-// Bytes estimates the heap bytes held by s: the backing arrays of its slices
-// (rounded up to the allocator's size classes) and the bytes of its top-k
-// strings, counted as if s owned them. The State struct itself is not
-// included.
+// Bytes estimates the heap bytes held by s: the backing arrays of its slices,
+// rounded up to the allocator's size classes. Top-k value strings and the
+// State struct itself are not included.
 func (l *Layout) Bytes(s *State) int {
 	n := allocSize(cap(s.Num)*8) + allocSize(cap(s.Win)*cellSize)
 	n += allocSize(cap(s.Sets) * sliceSize)
@@ -359,10 +358,9 @@ func (l *Layout) Bytes(s *State) int {
 	n += allocSize(cap(s.Tops) * sliceSize)
 	for _, top := range s.Tops {
 		n += allocSize(cap(top) * topEntrySize)
-		for j := range top {
-			n += allocSize(len(top[j].Value))
-		}
 	}
+	// Top-k value strings are not counted: callers intern them (the engine
+	// shares one copy per shard), so they are not per-twin memory.
 	return n
 }
 

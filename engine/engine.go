@@ -51,7 +51,7 @@ type Options struct {
 	// TimelineRun is how many timeline entries a shard buffers before it
 	// writes them to the store as one sorted run. Default 256Ki.
 	TimelineRun int
-	Logger   *slog.Logger
+	Logger      *slog.Logger
 	// OnApply and OnSync, when set, observe each shard batch: events applied
 	// and apply time; fsync wait time. Called from shard goroutines.
 	OnApply func(events int, d time.Duration)

@@ -69,7 +69,6 @@ type Decoder struct {
 	// fields are kept and the time bounds are not enforced, so that events
 	// accepted under an earlier schema version are re-read as they were.
 	Replay bool
-	minNS  int64
 	seen   []bool // scratch: which declared fields a record set
 }
 
@@ -80,7 +79,7 @@ func NewDecoder(s *schema.Schema, now func() time.Time, source string) *Decoder 
 	if now == nil {
 		now = time.Now
 	}
-	return &Decoder{s: s, now: now, source: source, minNS: s.MinTime.UnixNano()}
+	return &Decoder{s: s, now: now, source: source}
 }
 
 // Schema returns the schema the decoder validates against.
@@ -109,48 +108,50 @@ func (d *Decoder) DecodeNDJSON(body []byte, b *Batch) {
 func (d *Decoder) Decode(rec []byte, b *Batch) bool {
 	idx, start := len(b.Results), len(b.vals)
 	b.Results = append(b.Results, twinhub.Result{Index: idx})
-	ev, err := d.decode(rec, b)
-	if err != nil {
+	// Decode in place: a separate Event would escape to the heap through
+	// the Visit closure, one allocation per record.
+	b.Events = append(b.Events, twinhub.Event{})
+	ev := &b.Events[len(b.Events)-1]
+	if err := d.decode(rec, b, ev); err != nil {
 		r := &b.Results[idx]
 		r.Status = twinhub.Rejected
 		r.Field, r.Reason = err.Field, err.Message
 		r.ID = ev.ID
+		b.Events = b.Events[:len(b.Events)-1]
 		b.vals = b.vals[:start] // the record's values are not kept
 		return false
 	}
 	b.Results[idx].ID = ev.ID
-	b.Events = append(b.Events, *ev)
 	b.EventIndex = append(b.EventIndex, idx)
 	return true
 }
 
-func (d *Decoder) decode(rec []byte, b *Batch) (*twinhub.Event, *twinhub.Error) {
-	ev := &twinhub.Event{}
+func (d *Decoder) decode(rec []byte, b *Batch, ev *twinhub.Event) *twinhub.Error {
 	if !utf8.Valid(rec) {
 		off := invalidUTF8Offset(rec)
-		return ev, &twinhub.Error{Code: twinhub.EINVALID, Message: fmt.Sprintf("record is not valid UTF-8 (bad byte at offset %d)", off)}
+		return &twinhub.Error{Code: twinhub.EINVALID, Message: fmt.Sprintf("record is not valid UTF-8 (bad byte at offset %d)", off)}
 	}
 	v, err := d.p.ParseBytes(rec)
 	if err != nil {
-		return ev, &twinhub.Error{Code: twinhub.EINVALID, Message: "malformed JSON: " + err.Error()}
+		return &twinhub.Error{Code: twinhub.EINVALID, Message: "malformed JSON: " + err.Error()}
 	}
 	o, err := v.Object()
 	if err != nil {
-		return ev, &twinhub.Error{Code: twinhub.EINVALID, Message: "a record must be a JSON object, found " + v.Type().String()}
+		return &twinhub.Error{Code: twinhub.EINVALID, Message: "a record must be a JSON object, found " + v.Type().String()}
 	}
 
 	// The event type decides which fields are declared, so read it first.
 	typ := o.Get("type")
 	if typ == nil || typ.Type() == fastjson.TypeNull {
-		return ev, twinhub.FieldErrorf("type", "missing; every event needs a type (one of %s)", d.typeNames())
+		return twinhub.FieldErrorf("type", "missing; every event needs a type (one of %s)", d.typeNames())
 	}
 	tb, err := typ.StringBytes()
 	if err != nil {
-		return ev, twinhub.FieldErrorf("type", "expected string, found %s", typ.Type())
+		return twinhub.FieldErrorf("type", "expected string, found %s", typ.Type())
 	}
 	et, ok := d.s.EventType(string(tb))
 	if !ok {
-		return ev, twinhub.FieldErrorf("type", "unknown event type %q (known: %s)", tb, d.typeNames())
+		return twinhub.FieldErrorf("type", "unknown event type %q (known: %s)", tb, d.typeNames())
 	}
 	ev.Type = et.Index
 
@@ -162,6 +163,7 @@ func (d *Decoder) decode(rec []byte, b *Batch) (*twinhub.Event, *twinhub.Error) 
 
 	var ferr *twinhub.Error
 	var haveTime bool
+	var evTime time.Time
 	o.Visit(func(k []byte, fv *fastjson.Value) {
 		if ferr != nil {
 			return
@@ -189,12 +191,12 @@ func (d *Decoder) decode(rec []byte, b *Batch) (*twinhub.Event, *twinhub.Error) 
 			if fv.Type() == fastjson.TypeNull {
 				return
 			}
-			ns, e := d.timeValue(fv, "time")
+			t, e := d.timeValue(fv, "time")
 			if e != nil {
 				ferr = e
 				return
 			}
-			ev.Time, haveTime = ns, true
+			evTime, haveTime = t, true
 			return
 		case "source":
 			if fv.Type() == fastjson.TypeNull {
@@ -226,35 +228,40 @@ func (d *Decoder) decode(rec []byte, b *Batch) (*twinhub.Event, *twinhub.Error) 
 		ev.Vals[f.Slot] = val
 	})
 	if ferr != nil {
-		return ev, ferr
+		return ferr
 	}
 	if ev.ID == "" {
-		return ev, twinhub.FieldErrorf("id", "missing; every event needs a unique id so that a retry is not counted twice")
+		return twinhub.FieldErrorf("id", "missing; every event needs a unique id so that a retry is not counted twice")
 	}
 	if ev.Key == "" {
-		return ev, twinhub.FieldErrorf(d.s.Key, "missing; every event needs the %s key of its %s", d.s.Key, d.s.Entity)
+		return twinhub.FieldErrorf(d.s.Key, "missing; every event needs the %s key of its %s", d.s.Key, d.s.Entity)
 	}
 	for _, f := range et.Fields {
 		if f.Required && !ev.Vals[f.Slot].Set {
-			return ev, twinhub.FieldErrorf(f.Name, "missing; required for event type %s (%s)", et.Name, f.Type)
+			return twinhub.FieldErrorf(f.Name, "missing; required for event type %s (%s)", et.Name, f.Type)
 		}
 	}
 	now := d.now()
 	if !haveTime {
-		ev.Time = now.UnixNano()
+		evTime = now
 	} else if !d.Replay {
-		if ev.Time < d.minNS {
-			return ev, twinhub.FieldErrorf("time", "%s is before the schema's min_time %s", time.Unix(0, ev.Time).UTC().Format(time.RFC3339), d.s.MinTime.Format(time.RFC3339))
+		if evTime.Before(d.s.MinTime) {
+			return twinhub.FieldErrorf("time", "%s is before the schema's min_time %s", evTime.Format(time.RFC3339), d.s.MinTime.Format(time.RFC3339))
 		}
-		if limit := now.Add(d.s.MaxFuture); ev.Time > limit.UnixNano() {
-			return ev, twinhub.FieldErrorf("time", "%s is more than %s in the future (schema max_future)", time.Unix(0, ev.Time).UTC().Format(time.RFC3339), d.s.MaxFuture)
+		if limit := now.Add(d.s.MaxFuture); evTime.After(limit) {
+			return twinhub.FieldErrorf("time", "%s is more than %s in the future (schema max_future)", evTime.Format(time.RFC3339), d.s.MaxFuture)
 		}
 	}
+	ns, terr := unixNano(evTime, "time")
+	if terr != nil {
+		return terr
+	}
+	ev.Time = ns
 	if ev.Source == "" {
 		ev.Source = d.source
 	}
 	ev.Raw = b.mem.bytes(rec)
-	return ev, nil
+	return nil
 }
 
 func (d *Decoder) fieldValue(f *schema.Field, fv *fastjson.Value, b *Batch) (twinhub.Value, *twinhub.Error) {
@@ -299,7 +306,11 @@ func (d *Decoder) fieldValue(f *schema.Field, fv *fastjson.Value, b *Batch) (twi
 		}
 		return val, nil
 	case twinhub.TypeTime:
-		ns, err := d.timeValue(fv, f.Name)
+		t, err := d.timeValue(fv, f.Name)
+		if err != nil {
+			return val, err
+		}
+		ns, err := unixNano(t, f.Name)
 		if err != nil {
 			return val, err
 		}
@@ -310,24 +321,31 @@ func (d *Decoder) fieldValue(f *schema.Field, fv *fastjson.Value, b *Batch) (twi
 }
 
 // timeValue accepts an RFC 3339 string or a number of unix milliseconds.
-func (d *Decoder) timeValue(fv *fastjson.Value, field string) (int64, *twinhub.Error) {
+func (d *Decoder) timeValue(fv *fastjson.Value, field string) (time.Time, *twinhub.Error) {
 	switch fv.Type() {
 	case fastjson.TypeString:
 		s, _ := fv.StringBytes()
-		ns, ok := parseTime(s)
+		t, ok := parseTime(s)
 		if !ok {
-			return 0, twinhub.FieldErrorf(field, "%q is not an RFC 3339 time (e.g. 2026-11-20T10:00:00Z)", s)
+			return t, twinhub.FieldErrorf(field, "%q is not an RFC 3339 time (e.g. 2026-11-20T10:00:00Z)", s)
 		}
-		return ns, nil
+		return t, nil
 	case fastjson.TypeNumber:
 		ms, err := fv.Float64()
-		// Unix milliseconds must fit int64 nanoseconds (years 1678..2262).
-		if err != nil || math.IsNaN(ms) || math.Abs(ms) > 9e15 {
-			return 0, twinhub.FieldErrorf(field, "%s is not a unix time in milliseconds", fv.String())
+		if err != nil || math.IsNaN(ms) || math.Abs(ms) > 1e15 {
+			return time.Time{}, twinhub.FieldErrorf(field, "%s is not a unix time in milliseconds", fv.String())
 		}
-		return int64(ms * 1e6), nil
+		return time.UnixMilli(int64(ms)).Add(time.Duration(math.Mod(ms, 1) * 1e6)).UTC(), nil
 	}
-	return 0, twinhub.FieldErrorf(field, "expected an RFC 3339 time string or unix milliseconds, found %s", describe(fv))
+	return time.Time{}, twinhub.FieldErrorf(field, "expected an RFC 3339 time string or unix milliseconds, found %s", describe(fv))
+}
+
+// unixNano checks that t fits int64 nanoseconds.
+func unixNano(t time.Time, field string) (int64, *twinhub.Error) {
+	if !representable(t) {
+		return 0, twinhub.FieldErrorf(field, "%s is outside the supported years %d to %d", t.Format(time.RFC3339), minYear, maxYear)
+	}
+	return t.UnixNano(), nil
 }
 
 func stringField(fv *fastjson.Value, name string, maxLen int) ([]byte, *twinhub.Error) {
@@ -353,7 +371,16 @@ func keyField(fv *fastjson.Value, name string) ([]byte, *twinhub.Error) {
 		}
 		return strconv.AppendInt(nil, n, 10), nil
 	}
-	return stringField(fv, name, MaxKeyLen)
+	s, err := stringField(fv, name, MaxKeyLen)
+	if err != nil {
+		return nil, err
+	}
+	for i, c := range s {
+		if c < 0x20 || c == 0x7f {
+			return nil, twinhub.FieldErrorf(name, "contains control character 0x%02x at byte %d; keys must be printable", c, i)
+		}
+	}
+	return s, nil
 }
 
 func describe(fv *fastjson.Value) string {

@@ -1,0 +1,188 @@
+package ingest
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twinhub/twinhub"
+	"github.com/twinhub/twinhub/schema"
+)
+
+var testNow = time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC)
+
+func newTestDecoder(tb testing.TB) *Decoder {
+	tb.Helper()
+	return NewDecoder(schema.Default(), func() time.Time { return testNow }, "test")
+}
+
+func TestDecodeValid(t *testing.T) {
+	d := newTestDecoder(t)
+	var b Batch
+	ok := d.Decode([]byte(`{"id":"e-1","type":"purchase","customer_id":"c-42","time":"2026-11-20T10:00:00Z","amount":59.9,"product_id":"p-7","category":"shoes","channel":"web"}`), &b)
+	if !ok {
+		t.Fatalf("valid purchase rejected: %+v", b.Results[0])
+	}
+	ev := b.Events[0]
+	if ev.ID != "e-1" || ev.Key != "c-42" || ev.Source != "test" {
+		t.Errorf("event = %+v", ev)
+	}
+	if want := time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC).UnixNano(); ev.Time != want {
+		t.Errorf("time = %d, want %d", ev.Time, want)
+	}
+	et := d.Schema().Events[ev.Type]
+	amount, _ := et.Field("amount")
+	if v := ev.Vals[amount.Slot]; !v.Set || v.Num != 59.9 {
+		t.Errorf("amount = %+v, want 59.9", v)
+	}
+	// Events do not alias the decoder's buffers: decoding more must not
+	// change what was decoded.
+	d.Decode([]byte(`{"id":"e-2","type":"purchase","customer_id":"c-99","amount":1,"product_id":"p-8"}`), &b)
+	if b.Events[0].Key != "c-42" || b.Events[0].ID != "e-1" {
+		t.Errorf("first event changed after decoding another: %+v", b.Events[0])
+	}
+	if b.Events[1].Time != testNow.UnixNano() {
+		t.Errorf("event without time got %d, want the receive time", b.Events[1].Time)
+	}
+}
+
+// TestDecodeRejects lists bad records; each must be rejected naming the
+// field (when there is one) and saying what was wrong.
+func TestDecodeRejects(t *testing.T) {
+	tests := []struct {
+		name, rec, field, reason string
+	}{
+		{"malformed json", `{"id":"e-1","type":`, "", "malformed JSON"},
+		{"not an object", `[1,2]`, "", "must be a JSON object, found array"},
+		{"missing type", `{"id":"e-1","customer_id":"c-1"}`, "type", "missing"},
+		{"type not a string", `{"id":"e-1","type":7,"customer_id":"c-1"}`, "type", "expected string, found number"},
+		{"unknown type", `{"id":"e-1","type":"purchse","customer_id":"c-1"}`, "type", `unknown event type "purchse"`},
+		{"missing id", `{"type":"view","customer_id":"c-1"}`, "id", "missing"},
+		{"empty id", `{"id":"","type":"view","customer_id":"c-1"}`, "id", "must not be empty"},
+		{"missing key", `{"id":"e-1","type":"view"}`, "customer_id", "missing"},
+		{"key with control char", "{\"id\":\"e-1\",\"type\":\"view\",\"customer_id\":\"c\\u0000x\"}", "customer_id", "control character"},
+		{"key too long", `{"id":"e-1","type":"view","customer_id":"` + strings.Repeat("k", MaxKeyLen+1) + `"}`, "customer_id", "at most 256"},
+		{"wrong type", `{"id":"e-1","type":"purchase","customer_id":"c-1","amount":"12","product_id":"p"}`, "amount", `expected number, found string "12"`},
+		{"integer with fraction", `{"id":"e-1","type":"survey","customer_id":"c-1","score":4.5}`, "score", "expected integer"},
+		{"below minimum", `{"id":"e-1","type":"survey","customer_id":"c-1","score":0}`, "score", "below the minimum 1"},
+		{"not in enum", `{"id":"e-1","type":"view","customer_id":"c-1","channel":"fax"}`, "channel", `"fax" is not one of`},
+		{"missing required", `{"id":"e-1","type":"purchase","customer_id":"c-1","product_id":"p"}`, "amount", "missing; required"},
+		{"unknown field", `{"id":"e-1","type":"view","customer_id":"c-1","colour":"red"}`, "colour", "unknown field for event type view"},
+		{"invalid utf-8", "{\"id\":\"e-1\",\"type\":\"view\",\"customer_id\":\"c-\xff\"}", "", "not valid UTF-8"},
+		{"bad time format", `{"id":"e-1","type":"view","customer_id":"c-1","time":"20/11/2026"}`, "time", "not an RFC 3339 time"},
+		{"impossible date", `{"id":"e-1","type":"view","customer_id":"c-1","time":"2026-02-31T00:00:00Z"}`, "time", "not an RFC 3339 time"},
+		{"time far in the future", `{"id":"e-1","type":"view","customer_id":"c-1","time":"3000-01-01T00:00:00Z"}`, "time", "in the future"},
+		{"time before min_time", `{"id":"e-1","type":"view","customer_id":"c-1","time":"1066-10-14T09:00:00Z"}`, "time", "before the schema's min_time"},
+		{"time as bool", `{"id":"e-1","type":"view","customer_id":"c-1","time":true}`, "time", "expected an RFC 3339 time string or unix milliseconds"},
+		{"huge unix ms", `{"id":"e-1","type":"view","customer_id":"c-1","time":1e300}`, "time", "not a unix time"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := newTestDecoder(t)
+			var b Batch
+			if d.Decode([]byte(tt.rec), &b) {
+				t.Fatalf("Decode(%s) accepted, want rejected", tt.rec)
+			}
+			r := b.Results[0]
+			if r.Status != twinhub.Rejected || r.Field != tt.field || !strings.Contains(r.Reason, tt.reason) {
+				t.Errorf("Decode(%s) = field %q reason %q, want field %q reason containing %q", tt.rec, r.Field, r.Reason, tt.field, tt.reason)
+			}
+			if len(b.Events) != 0 {
+				t.Errorf("rejected record left %d events in the batch", len(b.Events))
+			}
+		})
+	}
+}
+
+func TestDecodeNDJSONBadLinesDoNotBlockGood(t *testing.T) {
+	d := newTestDecoder(t)
+	var b Batch
+	body := "{\"id\":\"e-1\",\"type\":\"view\",\"customer_id\":\"c-1\"}\n" +
+		"not json\n\n" +
+		"{\"id\":\"e-2\",\"type\":\"view\",\"customer_id\":\"c-2\"}\r\n" +
+		"{\"id\":\"e-3\",\"type\":\"nope\",\"customer_id\":\"c-3\"}\n" +
+		"{\"id\":\"e-4\",\"type\":\"view\",\"customer_id\":\"c-4\"}"
+	d.DecodeNDJSON([]byte(body), &b)
+	if len(b.Results) != 5 || len(b.Events) != 3 {
+		t.Fatalf("got %d results, %d events; want 5 results (blank line skipped), 3 events", len(b.Results), len(b.Events))
+	}
+	for i, want := range []twinhub.Status{0, twinhub.Rejected, 0, twinhub.Rejected, 0} {
+		if b.Results[i].Status != want || b.Results[i].Index != i {
+			t.Errorf("result %d = %+v, want status %v", i, b.Results[i], want)
+		}
+	}
+	for i, ev := range b.Events {
+		if got := b.Results[b.EventIndex[i]].ID; got != ev.ID {
+			t.Errorf("EventIndex[%d] points at %s, event is %s", i, got, ev.ID)
+		}
+	}
+}
+
+func TestUnknownFieldsKeep(t *testing.T) {
+	src := strings.Replace(string(schema.DefaultYAML()), "unknown_fields: reject", "unknown_fields: keep", 1)
+	sc, err := schema.Parse([]byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := NewDecoder(sc, func() time.Time { return testNow }, "test")
+	var b Batch
+	rec := `{"id":"e-1","type":"view","customer_id":"c-1","colour":"red"}`
+	if !d.Decode([]byte(rec), &b) {
+		t.Fatalf("unknown field rejected under keep: %+v", b.Results[0])
+	}
+	if string(b.Events[0].Raw) != rec {
+		t.Errorf("raw = %s, want the record as received", b.Events[0].Raw)
+	}
+}
+
+func TestParseUTC(t *testing.T) {
+	for _, s := range []string{"2026-11-20T10:00:00Z", "2026-11-20T10:00:00.5Z", "2026-11-20T10:00:00.123456789Z", "1997-01-01T00:00:00Z", "2026-11-20T10:00:00+01:00"} {
+		want, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, ok := parseTime([]byte(s))
+		if !ok || !got.Equal(want) {
+			t.Errorf("parseTime(%s) = %v, %v; want %v", s, got, ok, want)
+		}
+	}
+}
+
+// FuzzDecode feeds arbitrary records to the decoder: it must never panic,
+// and an accepted record must satisfy the schema's basic promises.
+func FuzzDecode(f *testing.F) {
+	for _, s := range []string{
+		`{"id":"e-1","type":"purchase","customer_id":"c-42","time":"2026-11-20T10:00:00Z","amount":59.9,"product_id":"p-7","category":"shoes","channel":"web"}`,
+		`{"id":"e-2","type":"survey","customer_id":7,"score":5}`,
+		`{"id":"e-3","type":"profile","customer_id":"c-1","name":"Ada","tier":"gold","time":1763632800000}`,
+		`{"id":"e-1","type":`, `[]`, `"x"`, "{\"id\":\"\xff\"}",
+	} {
+		f.Add([]byte(s))
+	}
+	d := NewDecoder(schema.Default(), func() time.Time { return testNow }, "fuzz")
+	f.Fuzz(func(t *testing.T, rec []byte) {
+		var b Batch
+		if d.Decode(rec, &b) {
+			ev := b.Events[0]
+			if ev.ID == "" || ev.Key == "" || len(ev.Vals) != len(d.Schema().Events[ev.Type].Fields) {
+				t.Fatalf("accepted an incomplete event: %+v", ev)
+			}
+		} else if b.Results[0].Reason == "" {
+			t.Fatalf("rejected %q without a reason", rec)
+		}
+	})
+}
+
+func BenchmarkDecode(b *testing.B) {
+	d := NewDecoder(schema.Default(), time.Now, "bench")
+	rec := []byte(`{"id":"e-1","type":"purchase","customer_id":"c-42","time":"2026-11-20T10:00:00.123Z","amount":59.9,"product_id":"p-7","category":"shoes","channel":"web"}`)
+	var batch Batch
+	b.ReportAllocs()
+	b.SetBytes(int64(len(rec)))
+	for i := range b.N {
+		if i%1000 == 0 {
+			batch.Reset()
+		}
+		d.Decode(rec, &batch)
+	}
+}

@@ -1,0 +1,271 @@
+package schema
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/twinhub/twinhub"
+)
+
+// commonField reports whether name is one of the fields every event has.
+func (s *Schema) commonField(name string) bool {
+	return name == IDField || name == TypeField || name == TimeField || name == SourceField || name != "" && name == s.Key
+}
+
+func (s *Schema) commonHint() string {
+	key := s.Key
+	if key == "" {
+		key = "the key field"
+	}
+	return fmt.Sprintf("remove it: every event has id, type, %s, time (optional) and source (optional)", key)
+}
+
+func (p *parser) events(s *Schema, top entry) {
+	entries := p.mapping(top.v, top.path, nil, "a mapping of event type names to their fields")
+	if len(entries) == 0 && top.v != nil && (isNull(top.v) || top.v.Kind == yaml.MappingNode) {
+		p.add(top.k, top.path, "declare at least one event type, e.g. purchase: {fields: {amount: number}}", "no event types")
+	}
+	for _, e := range entries {
+		p.name(e.k, e.key, e.path, "event type")
+		t := &EventType{Name: e.key, Index: len(s.Events), fields: map[string]*Field{}}
+		s.Events = append(s.Events, t)
+		s.events[t.Name] = t
+		for _, te := range p.mapping(e.v, e.path, eventKeys, "a mapping with fields: and description:") {
+			switch te.key {
+			case "description":
+				t.Description, _ = p.str(te.v, te.path)
+			case "fields":
+				for _, fe := range p.mapping(te.v, te.path, nil, "a mapping of field names to their types") {
+					if !p.name(fe.k, fe.key, fe.path, "field") {
+						continue
+					}
+					if s.commonField(fe.key) {
+						p.add(fe.k, fe.path, s.commonHint(), "%q is a common field and cannot be redeclared", fe.key)
+						continue
+					}
+					f := p.field(fe)
+					f.Slot = len(t.Fields)
+					t.Fields = append(t.Fields, f)
+					t.fields[f.Name] = f
+				}
+			}
+		}
+	}
+}
+
+func (p *parser) field(e entry) *Field {
+	f := &Field{Name: e.key}
+	typeHint := "add e.g. type: string (" + oneOf(fieldTypes) + ")"
+	if e.v != nil && e.v.Kind == yaml.ScalarNode && !isNull(e.v) {
+		f.Type = p.fieldType(e.v, e.path)
+		return f
+	}
+	if isNull(e.v) {
+		p.add(e.k, e.path, typeHint, "field %q has no type", e.key)
+		return f
+	}
+	var minN, maxN, valuesN *yaml.Node
+	sawType := false
+	for _, fe := range p.mapping(e.v, e.path, fieldKeys, "a type name or a mapping with type:") {
+		switch fe.key {
+		case "type":
+			sawType = true
+			f.Type = p.fieldType(fe.v, fe.path)
+		case "required":
+			f.Required, _ = p.boolean(fe.v, fe.path)
+		case "description":
+			f.Description, _ = p.str(fe.v, fe.path)
+		case "min":
+			if v, ok := p.number(fe.v, fe.path); ok {
+				f.Min, minN = &v, fe.v
+			}
+		case "max":
+			if v, ok := p.number(fe.v, fe.path); ok {
+				f.Max, maxN = &v, fe.v
+			}
+		case "values":
+			valuesN = fe.v
+			values, nodes, _ := p.strList(fe.v, fe.path)
+			if fe.v != nil && fe.v.Kind == yaml.SequenceNode && len(fe.v.Content) == 0 {
+				p.add(fe.v, fe.path, "list the allowed values, e.g. values: [web, store]", "values is empty")
+			}
+			seen := map[string]bool{}
+			for i, v := range values {
+				if seen[v] {
+					p.add(nodes[i], fe.path, "remove the duplicate", "value %q is listed twice", v)
+				}
+				seen[v] = true
+			}
+			f.Enum = values
+		}
+	}
+	if !sawType && e.v.Kind == yaml.MappingNode {
+		p.add(e.k, e.path, typeHint, "field %q has no type", e.key)
+	}
+	numeric := f.Type == twinhub.TypeNumber || f.Type == twinhub.TypeInteger
+	if f.Type != 0 && !numeric {
+		if minN != nil {
+			p.add(minN, e.path+".min", "remove it, or make the field a number or integer", "min applies only to number and integer fields, not %s", f.Type)
+		}
+		if maxN != nil {
+			p.add(maxN, e.path+".max", "remove it, or make the field a number or integer", "max applies only to number and integer fields, not %s", f.Type)
+		}
+	}
+	if f.Min != nil && f.Max != nil && *f.Min > *f.Max {
+		p.add(maxN, e.path+".max", "swap them", "min %v is greater than max %v", *f.Min, *f.Max)
+	}
+	switch {
+	case f.Type == twinhub.TypeEnum && valuesN == nil:
+		p.add(e.k, e.path, "list the allowed values, e.g. values: [web, store]", "enum field %q has no values", e.key)
+	case f.Type != 0 && f.Type != twinhub.TypeEnum && valuesN != nil:
+		p.add(valuesN, e.path+".values", "use type: enum, or remove values", "values applies only to enum fields, not %s", f.Type)
+	}
+	return f
+}
+
+func (p *parser) fieldType(n *yaml.Node, path string) twinhub.FieldType {
+	s, ok := p.str(n, path)
+	if !ok {
+		return 0
+	}
+	t, ok := twinhub.ParseFieldType(s)
+	if !ok {
+		hint := suggestOr(s, fieldTypes)
+		if alias, ok := typeAliases[strings.ToLower(s)]; ok {
+			hint = fmt.Sprintf("use %s", alias)
+		}
+		p.add(n, path, hint, "unknown type %q", s)
+	}
+	return t
+}
+
+func (s *Schema) eventNames() []string {
+	names := make([]string, len(s.Events))
+	for i, t := range s.Events {
+		names[i] = t.Name
+	}
+	return names
+}
+
+func (t *EventType) fieldNames() []string {
+	names := make([]string, len(t.Fields))
+	for i, f := range t.Fields {
+		names[i] = f.Name
+	}
+	return names
+}
+
+func (p *parser) attributes(s *Schema, top entry) {
+	for _, e := range p.mapping(top.v, top.path, nil, "a mapping of attribute names to their sources") {
+		if !p.name(e.k, e.key, e.path, "attribute") {
+			continue
+		}
+		a := &Attribute{Name: e.key, Index: len(s.Attributes)}
+		s.Attributes = append(s.Attributes, a)
+		s.attributes[a.Name] = a
+		fromHint := "add e.g. from: profile.name"
+		var from *yaml.Node
+		fromPath := e.path + ".from"
+		switch {
+		case e.v != nil && (e.v.Kind == yaml.ScalarNode && !isNull(e.v) || e.v.Kind == yaml.SequenceNode):
+			from = e.v // shorthand: name: profile.name
+		case e.v != nil && e.v.Kind == yaml.MappingNode:
+			for _, ae := range p.mapping(e.v, e.path, attributeKeys, "a mapping with from:") {
+				switch ae.key {
+				case "from":
+					from = ae.v
+				case "description":
+					a.Description, _ = p.str(ae.v, ae.path)
+				}
+			}
+		}
+		if from == nil {
+			if e.v == nil || isNull(e.v) || e.v.Kind == yaml.MappingNode {
+				p.add(e.k, e.path, fromHint, "attribute %q has no from", e.key)
+			} else {
+				p.add(e.v, e.path, fromHint, "expected a mapping with from:, found %s", describe(e.v))
+			}
+			continue
+		}
+		sources, nodes, _ := p.strList(from, fromPath)
+		if from.Kind == yaml.SequenceNode && len(from.Content) == 0 {
+			p.add(from, fromPath, fromHint, "from is empty")
+		}
+		var (
+			typeOf  = map[twinhub.FieldType]string{} // a source of each type, for the conflict message
+			seen    = map[string]bool{}
+			feeds   []*EventType
+			slots   []int
+			typeSet []twinhub.FieldType
+		)
+		for i, src := range sources {
+			n := nodes[i]
+			evName, fname, ok := strings.Cut(src, ".")
+			if !ok || evName == "" || fname == "" {
+				p.add(n, fromPath, "write event.field, e.g. profile.name", "source %q does not name an event field", src)
+				continue
+			}
+			t, ok := s.events[evName]
+			if !ok {
+				p.add(n, fromPath, suggestOr(evName, s.eventNames()), "source %q: unknown event type %q", src, evName)
+				continue
+			}
+			if seen[evName] {
+				p.add(n, fromPath, "keep one source per event type", "event type %q is listed twice", evName)
+				continue
+			}
+			seen[evName] = true
+			var typ twinhub.FieldType
+			slot := SlotTime
+			if fname == TimeField {
+				typ = twinhub.TypeTime
+			} else if f, ok := t.Field(fname); ok {
+				typ, slot = f.Type, f.Slot
+			} else {
+				hint := suggest(fname, t.fieldNames())
+				if hint == "" {
+					hint = fmt.Sprintf("declare it under events.%s.fields", evName)
+				}
+				msg := fmt.Sprintf("source %q: event type %q has no field %q", src, evName, fname)
+				if s.commonField(fname) {
+					hint = "attributes are set from declared fields or time"
+					msg = fmt.Sprintf("source %q: %q is a common field", src, fname)
+				}
+				p.add(n, fromPath, hint, "%s", msg)
+				continue
+			}
+			feeds, slots = append(feeds, t), append(slots, slot)
+			if typ != 0 {
+				if _, ok := typeOf[typ]; !ok {
+					typeOf[typ] = src
+					typeSet = append(typeSet, typ)
+				}
+			}
+		}
+		a.From = sources
+		switch {
+		case len(typeSet) == 1:
+			a.Type = typeSet[0]
+		case len(typeSet) == 2 && slices.Contains(typeSet, twinhub.TypeString) && slices.Contains(typeSet, twinhub.TypeEnum):
+			a.Type = twinhub.TypeString
+		case len(typeSet) > 1:
+			p.add(from, fromPath, "set an attribute from fields of one type",
+				"sources disagree on the type: %s is %s but %s is %s",
+				typeOf[typeSet[0]], typeArticle(typeSet[0]), typeOf[typeSet[1]], typeArticle(typeSet[1]))
+		}
+		for i, t := range feeds {
+			t.Sets = append(t.Sets, AttrFeed{Attr: a.Index, Slot: slots[i]})
+		}
+	}
+}
+
+func typeArticle(t twinhub.FieldType) string {
+	switch t {
+	case twinhub.TypeInteger, twinhub.TypeEnum:
+		return "an " + t.String()
+	}
+	return "a " + t.String()
+}
