@@ -310,7 +310,7 @@ func (e *Engine) Close() error {
 	e.closed = true
 	var first error
 	for _, sh := range e.shards {
-		if err := sh.control(func() error { return sh.persist(0, true) }); err != nil && first == nil {
+		if err := sh.control(func() error { return sh.persistAll() }); err != nil && first == nil {
 			first = err
 		}
 	}

@@ -75,9 +75,11 @@ func (e *Engine) Timeline(key string, from, to time.Time, limit int) ([]Record, 
 	p := e.parts[e.PartitionOf(key)]
 	var buffered []TimelineEntry
 	p.shard.mu.RLock()
-	for _, te := range p.shard.tl {
-		if te.Key == key && te.Time >= lo && te.Time < hi {
-			buffered = append(buffered, te)
+	for _, buf := range [][]TimelineEntry{p.shard.tlWriting, p.shard.tl} {
+		for _, te := range buf {
+			if te.Key == key && te.Time >= lo && te.Time < hi {
+				buffered = append(buffered, te)
+			}
 		}
 	}
 	p.shard.mu.RUnlock()
@@ -87,6 +89,7 @@ func (e *Engine) Timeline(key string, from, to time.Time, limit int) ([]Record, 
 		}
 		return cmp.Compare(a.Seq, b.Seq)
 	})
+	buffered = slices.Compact(buffered) // a run being written may also be in the store
 	var out []Record
 	err := e.store.Timeline(key, lo, hi, func(r Record) bool {
 		for len(buffered) > 0 && len(out) < limit && (buffered[0].Time < r.Time || (buffered[0].Time == r.Time && buffered[0].Seq < r.Seq)) {

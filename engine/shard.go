@@ -80,21 +80,25 @@ type shard struct {
 	mu sync.RWMutex // guards twins maps and twin contents against readers
 
 	// owned by the shard goroutine
-	ring     []*twin // hot twins, for CLOCK eviction
-	hand     int
-	bytes    int64
-	budget   int64
-	dirty    []dirtyEntry    // FIFO by since
-	ids      []idAt          // ids not yet persisted, by seq
-	tl       []TimelineEntry // timeline entries not yet written, by seq
-	newKeys  []string        // twins created in this batch
-	applied  uint64
-	recs     []Record
-	pend     []pending
-	intern   map[string]string
-	snapBuf  []byte
-	jobsBuf  []*job
-	sinceLag uint64
+	ring      []*twin // hot twins, for CLOCK eviction
+	hand      int
+	bytes     int64
+	budget    int64
+	dirty     []dirtyEntry // FIFO by since, from dirtyOff on
+	dirtyOff  int
+	ids       []idAt          // ids not yet persisted, by seq
+	tl        []TimelineEntry // timeline entries not yet written, by seq
+	tlWriting []TimelineEntry // the run the background writer is writing
+	tlSpare   []TimelineEntry // the other buffer, reused
+	tlDone    chan error
+	newKeys   []string // twins created in this batch
+	applied   uint64
+	recs      []Record
+	pend      []pending
+	intern    map[string]string
+	snapBuf   []byte
+	jobsBuf   []*job
+	sinceLag  uint64
 
 	// published for Stats
 	hot      atomic.Int64
@@ -110,7 +114,8 @@ func newShard(e *Engine, id int, budget int64) *shard {
 		stopped: make(chan struct{}),
 		intern:  make(map[string]string),
 		// Sized once so appends on the hot path never copy it.
-		tl: make([]TimelineEntry, 0, e.opts.TimelineRun),
+		tl:     make([]TimelineEntry, 0, e.opts.TimelineRun),
+		tlDone: make(chan error, 1),
 	}
 }
 
@@ -294,7 +299,7 @@ func (s *shard) process(jobs []*job) {
 		clear(s.newKeys)
 		s.newKeys = s.newKeys[:0]
 	}
-	if err := s.housekeep(); err != nil {
+	if err := s.housekeep(len(pend)); err != nil {
 		s.e.log.Error("persist twins", "shard", s.id, "err", err)
 	}
 	if s.e.opts.OnApply != nil {
@@ -468,15 +473,20 @@ func (s *shard) twinFor(sc *schema.Schema, p *partition, key string, create bool
 	return t, nil
 }
 
-// housekeep persists twins dirty for longer than the replay lag and evicts
-// twins over the memory budget. It runs on the shard goroutine.
-func (s *shard) housekeep() error {
+// housekeep persists twins dirty for longer than the replay lag, starts a
+// timeline run when the buffer is full and evicts twins over the memory
+// budget. It runs on the shard goroutine after every batch, and does a
+// bounded amount of work so that acknowledgements never wait long.
+func (s *shard) housekeep(batch int) error {
 	var err error
 	if len(s.tl) >= s.e.opts.TimelineRun {
-		err = s.flushTimeline()
+		err = s.startTimelineRun()
 	}
-	if len(s.dirty) > 0 && s.applied-s.dirty[0].since > s.e.opts.ReplayLag {
-		err = s.persist(s.applied-s.e.opts.ReplayLag/2, false)
+	if d := s.dirtyHead(); d != nil && s.applied-d.since > s.e.opts.ReplayLag {
+		// Twice the batch keeps up with twins dirtied by the batch itself.
+		if e2 := s.persist(s.applied-s.e.opts.ReplayLag/2, max(2*batch, 1024)); e2 != nil && err == nil {
+			err = e2
+		}
 	}
 	if s.bytes > s.budget {
 		if e2 := s.evict(s.budget * 9 / 10); e2 != nil && err == nil {
@@ -487,40 +497,46 @@ func (s *shard) housekeep() error {
 	return err
 }
 
-// persist writes every twin dirty since a seq at or below upTo (all dirty
-// twins when all is set), the ids seen up to the new watermark and the
-// partitions' marks. Snapshot encoding needs no lock: only this goroutine
-// writes twins.
-func (s *shard) persist(upTo uint64, all bool) error {
+// dirtyHead returns the oldest dirty entry still current, dropping stale
+// ones (twins persisted or re-dirtied since they were queued).
+func (s *shard) dirtyHead() *dirtyEntry {
+	for s.dirtyOff < len(s.dirty) {
+		d := &s.dirty[s.dirtyOff]
+		if d.t.dirtySince == d.since {
+			return d
+		}
+		s.dirty[s.dirtyOff] = dirtyEntry{}
+		s.dirtyOff++
+	}
+	s.dirty, s.dirtyOff = s.dirty[:0], 0
+	return nil
+}
+
+// persist writes up to limit twins (0: no limit) dirty since a seq at or
+// below upTo, with the ids seen up to the new watermark and the partitions'
+// marks. Snapshot encoding needs no lock: only this goroutine writes twins.
+func (s *shard) persist(upTo uint64, limit int) error {
 	sc := s.e.sc.Load()
 	var snaps []Snapshot
 	buf := s.snapBuf[:0]
-	i := 0
-	for ; i < len(s.dirty); i++ {
-		d := s.dirty[i]
-		if !all && d.since > upTo {
-			break
-		}
-		if d.t.dirtySince != d.since || d.t.slot < 0 {
-			continue // persisted since (evicted, or dirtied again later)
-		}
+	for d := s.dirtyHead(); d != nil && d.since <= upTo && (limit == 0 || len(snaps) < limit); d = s.dirtyHead() {
+		t := d.t
 		start := len(buf)
-		buf = appendSnapshot(buf, d.t, sc.Version, sc.Layout)
-		snaps = append(snaps, Snapshot{Key: d.t.key, Data: buf[start:len(buf):len(buf)]})
-		d.t.dirtySince = 0
-		if !d.t.stored {
-			d.t.stored = true
-			s.e.parts[s.e.PartitionOf(d.t.key)].noteStored()
+		buf = appendSnapshot(buf, t, sc.Version, sc.Layout)
+		snaps = append(snaps, Snapshot{Key: t.key, Data: buf[start:len(buf):len(buf)]})
+		t.dirtySince = 0 // makes the entry stale; dirtyHead drops it
+		if !t.stored {
+			t.stored = true
+			s.e.parts[s.e.PartitionOf(t.key)].noteStored()
 		}
 	}
-	s.dirty = append(s.dirty[:0], s.dirty[i:]...)
-	var err error
-	if all {
-		err = s.flushTimeline()
+	// Keep the queue's memory bounded: compact once the dropped head dominates.
+	if s.dirtyOff > len(s.dirty)/2 && s.dirtyOff > 4096 {
+		n := copy(s.dirty, s.dirty[s.dirtyOff:])
+		clear(s.dirty[n:])
+		s.dirty, s.dirtyOff = s.dirty[:n], 0
 	}
-	if e2 := s.save(snaps, s.watermark()); e2 != nil && err == nil {
-		err = e2
-	}
+	err := s.save(snaps, s.watermark())
 	if cap(buf) <= 64<<20 {
 		s.snapBuf = buf[:0]
 	} else {
@@ -529,15 +545,30 @@ func (s *shard) persist(upTo uint64, all bool) error {
 	return err
 }
 
+// persistAll persists every dirty twin and the whole timeline buffer, so
+// that the watermark reaches the last applied event (Close, schema swaps).
+func (s *shard) persistAll() error {
+	if err := s.waitTimelineRun(); err != nil {
+		return err
+	}
+	if err := s.startTimelineRun(); err != nil {
+		return err
+	}
+	if err := s.waitTimelineRun(); err != nil {
+		return err
+	}
+	return s.persist(^uint64(0), 0)
+}
+
 // watermark returns the highest seq at or below which every event of the
 // shard is in a persisted snapshot and a written timeline run.
 func (s *shard) watermark() uint64 {
 	wm := s.applied
-	for _, d := range s.dirty {
-		if d.t.dirtySince == d.since {
-			wm = d.since - 1
-			break
-		}
+	if d := s.dirtyHead(); d != nil {
+		wm = d.since - 1
+	}
+	if len(s.tlWriting) > 0 {
+		wm = min(wm, s.tlWriting[0].Seq-1)
 	}
 	if len(s.tl) > 0 {
 		wm = min(wm, s.tl[0].Seq-1)
@@ -545,20 +576,56 @@ func (s *shard) watermark() uint64 {
 	return wm
 }
 
-// flushTimeline writes the buffered timeline entries as one run.
-func (s *shard) flushTimeline() error {
+// startTimelineRun hands the buffered timeline entries to a background
+// writer, so sorting and writing a run never holds up a batch. One run is
+// written at a time; readers see its entries in tlWriting until it is in
+// the store.
+func (s *shard) startTimelineRun() error {
+	if s.tlWriting != nil {
+		select {
+		case err := <-s.tlDone:
+			s.finishTimelineRun()
+			if err != nil {
+				return err
+			}
+		default:
+			if len(s.tl) < 2*s.e.opts.TimelineRun {
+				return nil // the writer is busy; try after the next batch
+			}
+			if err := s.waitTimelineRun(); err != nil { // backpressure
+				return err
+			}
+		}
+	}
 	if len(s.tl) == 0 {
 		return nil
 	}
-	run := slices.Clone(s.tl) // the store sorts its copy; readers scan ours
-	if err := s.e.store.WriteTimeline(run); err != nil {
-		return err
-	}
 	s.mu.Lock()
-	clear(s.tl)
-	s.tl = s.tl[:0]
+	s.tlWriting, s.tl = s.tl, s.tlSpare[:0]
+	s.tlSpare = nil
 	s.mu.Unlock()
+	run := slices.Clone(s.tlWriting) // the store sorts its copy; readers scan ours
+	go func() { s.tlDone <- s.e.store.WriteTimeline(run) }()
 	return nil
+}
+
+// waitTimelineRun waits for the run being written, if any.
+func (s *shard) waitTimelineRun() error {
+	if s.tlWriting == nil {
+		return nil
+	}
+	err := <-s.tlDone
+	s.finishTimelineRun()
+	return err
+}
+
+func (s *shard) finishTimelineRun() {
+	s.mu.Lock()
+	w := s.tlWriting
+	s.tlWriting = nil
+	s.mu.Unlock()
+	clear(w)
+	s.tlSpare = w[:0]
 }
 
 // save writes snaps with every partition's mark at watermark wm and the ids

@@ -40,7 +40,7 @@ func (e *Engine) SetSchema(src []byte) (*schema.Schema, SwapReport, error) {
 	}
 	t0 := time.Now()
 	// Persist first: seen ids and timeline entries must survive the reset.
-	release, err := e.pause(func(sh *shard) error { return sh.persist(0, true) })
+	release, err := e.pause(func(sh *shard) error { return sh.persistAll() })
 	if err != nil {
 		release()
 		return nil, SwapReport{}, err
@@ -72,7 +72,7 @@ func (e *Engine) SetSchema(src []byte) (*schema.Schema, SwapReport, error) {
 	// Persist the rebuilt twins while the archive's timeline and ids are
 	// known to be covered, so a restart replays nothing twice.
 	for _, sh := range e.shards {
-		if perr := sh.control(func() error { return sh.persist(0, true) }); perr != nil && err == nil {
+		if perr := sh.control(func() error { return sh.persistAll() }); perr != nil && err == nil {
 			err = perr
 		}
 	}
