@@ -12,6 +12,7 @@ import (
 	"github.com/twinhub/twinhub/bench/workload"
 	"github.com/twinhub/twinhub/engine"
 	"github.com/twinhub/twinhub/ingest"
+	"github.com/twinhub/twinhub/schema"
 )
 
 // TestAggregatesMatchReference drives the standard workload through the
@@ -69,6 +70,11 @@ func TestAggregatesMatchReference(t *testing.T) {
 	compareAll(t, h.e, ref)
 	h.close()
 	h = openHarness(t, dir, eopts)
+	compareAll(t, h.e, ref)
+	// Activating the same schema again rebuilds every twin from the archive.
+	if _, _, err := h.e.SetSchema(schema.DefaultYAML()); err != nil {
+		t.Fatal(err)
+	}
 	compareAll(t, h.e, ref)
 	h.close()
 }

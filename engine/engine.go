@@ -71,6 +71,8 @@ type Engine struct {
 	// rebuilding is set while a schema swap replays the archive: the
 	// timeline, key directory and seen ids already cover those events.
 	rebuilding atomic.Bool
+	// replaying is set while the archive is replayed (recovery or rebuild).
+	replaying atomic.Bool
 
 	accepted   atomic.Int64
 	duplicates atomic.Int64

@@ -61,6 +61,16 @@ func (e *Engine) recover() error {
 // watermark) to the shards. It returns how many it applied and how many no
 // longer decode under the active schema; those stay in the archive.
 func (e *Engine) replay(from uint64) (applied, invalid int, err error) {
+	e.replaying.Store(true)
+	defer e.replaying.Store(false)
+	// The shards move their watermarks as they persist; the filter uses the
+	// ones replay started from (reading the live ones would race).
+	wms := make([]uint64, len(e.parts))
+	for i, p := range e.parts {
+		p.shard.mu.RLock()
+		wms[i] = p.wm
+		p.shard.mu.RUnlock()
+	}
 	sc := e.sc.Load()
 	dec := ingest.NewDecoder(sc, e.opts.Now, "")
 	dec.Replay = true
@@ -115,7 +125,7 @@ func (e *Engine) replay(from uint64) (applied, invalid int, err error) {
 		return nil
 	}
 	err = e.store.Replay(from, func(r Record) error {
-		if r.Partition >= len(e.parts) || r.Seq <= e.parts[r.Partition].wm {
+		if r.Partition >= len(e.parts) || r.Seq <= wms[r.Partition] {
 			return nil
 		}
 		sl := &slots[cur]

@@ -561,9 +561,17 @@ func (s *shard) persistAll() error {
 }
 
 // watermark returns the highest seq at or below which every event of the
-// shard is in a persisted snapshot and a written timeline run.
+// shard is in a persisted snapshot and a written timeline run. With nothing
+// outstanding it is the global sequence: only this goroutine archives events
+// of its partitions, so any later one gets a higher seq. (Using the shard's
+// own last seq instead would pin idle partitions at 0 and make every
+// restart scan the whole archive.) Not during a replay, though: then the
+// archive holds events the shard has not been handed yet.
 func (s *shard) watermark() uint64 {
-	wm := s.applied
+	wm := s.e.seq.Load()
+	if s.e.replaying.Load() {
+		wm = s.applied
+	}
 	if d := s.dirtyHead(); d != nil {
 		wm = d.since - 1
 	}
@@ -633,11 +641,7 @@ func (s *shard) finishTimelineRun() {
 func (s *shard) save(snaps []Snapshot, wm uint64) error {
 	marks := make([]PartitionMark, 0, len(s.parts))
 	for _, p := range s.parts {
-		pwm := wm
-		if p.applied < pwm {
-			pwm = max(p.applied, p.wm)
-		}
-		marks = append(marks, PartitionMark{Partition: p.id, Watermark: pwm, Stored: p.stored})
+		marks = append(marks, PartitionMark{Partition: p.id, Watermark: max(wm, p.wm), Stored: p.stored})
 	}
 	n := 0
 	for n < len(s.ids) && s.ids[n].seq <= wm {
@@ -657,9 +661,11 @@ func (s *shard) save(snaps []Snapshot, wm uint64) error {
 		return err
 	}
 	s.ids = append(s.ids[:0], s.ids[n:]...)
+	s.mu.Lock()
 	for i, p := range s.parts {
 		p.wm = marks[i].Watermark
 	}
+	s.mu.Unlock()
 	return nil
 }
 

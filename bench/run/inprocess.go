@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"time"
 
 	"github.com/twinhub/twinhub"
@@ -43,6 +44,10 @@ func runInProcess(ctx context.Context, o Options, batches []batch) (rep Report, 
 	if heap := heapInUse(); rep.Twins > 0 && heap > base {
 		rep.HeapPerTwin = float64(heap-base) / float64(rep.Twins)
 	}
+	// The events were in the heap at the baseline: they must still be in it
+	// at the second measurement, or their size would be subtracted.
+	runtime.KeepAlive(batches)
+	runtime.KeepAlive(o.Lines)
 	return rep, nil
 }
 

@@ -1,0 +1,186 @@
+// Command twinhub is Twinhub's single binary: the server (`twinhub serve`)
+// and the command-line tools that talk to it or work offline (ingest, get,
+// schema, bench, version). `twinhub help` lists them.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/twinhub/twinhub/engine"
+	twinhttp "github.com/twinhub/twinhub/http"
+	"github.com/twinhub/twinhub/store/pebble"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := execute(ctx, os.Args[1:], env{Getenv: os.Getenv, Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr})
+	stop()
+	os.Exit(code)
+}
+
+// Defaults of Main's zero values, which are also the serve flags' defaults.
+const (
+	DefaultDataDir       = "./twinhub-data"
+	DefaultListen        = "127.0.0.1:7070" // loopback: there is no authentication yet
+	DefaultShutdownGrace = 30 * time.Second
+)
+
+// Main is a running Twinhub server: the embedded store, the engine and the
+// HTTP API, wired together. Tests start one on port 0.
+type Main struct {
+	DataDir      string // store directory, created if missing; default DefaultDataDir
+	Listen       string // TCP address; default DefaultListen
+	MemoryBudget int64  // heap for hot twins; default engine.DefaultMemoryBudget
+	Partitions   int    // key partitions of a new store; default engine.DefaultPartitions
+	// ReplayLag bounds the archived events a restart replays, per shard;
+	// default engine.DefaultReplayLag.
+	ReplayLag uint64
+	Logger    *slog.Logger
+	// Registry receives the metrics served at /metrics; nil means a new
+	// registry with the Go runtime and process collectors.
+	Registry *prometheus.Registry
+	// ShutdownGrace bounds how long Close waits for requests in flight;
+	// default DefaultShutdownGrace.
+	ShutdownGrace time.Duration
+
+	// Addr is the address the server listens on, set by Open.
+	Addr net.Addr
+
+	db       *pebble.DB
+	engine   *engine.Engine
+	server   *twinhttp.Server
+	stopped  chan struct{} // closed when Serve returns
+	serveErr error         // Serve's result, set before stopped closes
+	ready    atomic.Bool
+}
+
+// Open opens the store and the engine, which recovers from the archive
+// before Open goes on, and then starts the HTTP server; m.Addr is set once
+// it listens. If Open fails, what it opened is closed again.
+func (m *Main) Open(ctx context.Context) (err error) {
+	if m.DataDir == "" {
+		m.DataDir = DefaultDataDir
+	}
+	if m.Listen == "" {
+		m.Listen = DefaultListen
+	}
+	if m.Logger == nil {
+		m.Logger = slog.New(slog.DiscardHandler)
+	}
+	if m.ShutdownGrace <= 0 {
+		m.ShutdownGrace = DefaultShutdownGrace
+	}
+	if m.Registry == nil {
+		m.Registry = prometheus.NewRegistry()
+		m.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, m.Close())
+		}
+	}()
+
+	if err := os.MkdirAll(m.DataDir, 0o750); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	if m.db, err = pebble.Open(m.DataDir, pebble.Options{}); err != nil {
+		return fmt.Errorf("open store %s: %w", m.DataDir, err)
+	}
+	metrics := twinhttp.NewMetrics(m.Registry)
+	t0 := time.Now()
+	m.engine, err = engine.Open(engine.Options{
+		Store:        m.db,
+		MemoryBudget: m.MemoryBudget,
+		Partitions:   m.Partitions,
+		ReplayLag:    m.ReplayLag,
+		Logger:       m.Logger,
+		OnApply:      metrics.ObserveApply,
+		OnSync:       metrics.ObserveSync,
+	})
+	if err != nil {
+		return fmt.Errorf("open engine: %w", err)
+	}
+	st := m.engine.Stats()
+	m.Logger.Info("engine open", "data", m.DataDir, "schema_version", m.engine.Schema().Version,
+		"partitions", m.engine.Partitions(), "replayed", st.Replayed, "last_seq", st.LastSeq, "took", time.Since(t0).Round(time.Millisecond))
+
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", m.Listen)
+	if err != nil {
+		return err
+	}
+	m.Addr = ln.Addr()
+	m.server = twinhttp.NewServer(twinhttp.Options{
+		Engine:  m.engine,
+		Logger:  m.Logger,
+		Metrics: metrics,
+		Ready:   m.ready.Load,
+	})
+	m.stopped = make(chan struct{})
+	go func() {
+		m.serveErr = m.server.Serve(ln)
+		close(m.stopped)
+	}()
+	m.ready.Store(true)
+	m.Logger.Info("listening", "addr", m.Addr.String())
+	return nil
+}
+
+// Done returns a channel that is closed when the HTTP server stops, by Close
+// or by an error that Err then returns. It is nil before Open.
+func (m *Main) Done() <-chan struct{} { return m.stopped }
+
+// Err returns the error that stopped the HTTP server, once Done is closed.
+func (m *Main) Err() error {
+	select {
+	case <-m.stopped:
+		return m.serveErr
+	default:
+		return nil
+	}
+}
+
+// Close shuts down gracefully: /readyz turns unready, the server stops
+// accepting and finishes the requests in flight (for up to ShutdownGrace),
+// then the engine persists every twin and the store closes. It is safe to
+// call on a Main that is partly open.
+func (m *Main) Close() error {
+	m.ready.Store(false)
+	var errs []error
+	if m.server != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), m.ShutdownGrace)
+		if err := m.server.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("stop http server: %w", err))
+		}
+		cancel()
+		<-m.stopped // Shutdown closed the listener, so Serve has returned or soon will
+		if m.serveErr != nil {
+			errs = append(errs, fmt.Errorf("http server: %w", m.serveErr))
+		}
+		m.server = nil
+	}
+	if m.engine != nil {
+		if err := m.engine.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close engine: %w", err))
+		}
+		m.engine = nil
+	}
+	if m.db != nil {
+		if err := m.db.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close store: %w", err))
+		}
+		m.db = nil
+	}
+	return errors.Join(errs...)
+}
