@@ -22,7 +22,7 @@ const (
 	DefaultPartitions   = 64
 	DefaultMemoryBudget = 2 << 30
 	DefaultReplayLag    = 4 << 20
-	DefaultMaxBatch     = 8192
+	DefaultMaxBatch     = 2048
 	DefaultTimelineRun  = 256 << 10
 )
 
@@ -34,7 +34,7 @@ type Options struct {
 	// Partitions is the fixed number of key partitions, recorded in the store
 	// when it is created; later values are ignored. Default 64.
 	Partitions int
-	// Shards is the number of writer goroutines. Default GOMAXPROCS.
+	// Shards is the number of writer goroutines. Default: the number of CPUs.
 	Shards int
 	// Now is the wall clock. Default time.Now.
 	Now func() time.Time
@@ -93,7 +93,7 @@ func Open(opts Options) (*Engine, error) {
 		opts.Partitions = DefaultPartitions
 	}
 	if opts.Shards <= 0 {
-		opts.Shards = runtime.GOMAXPROCS(0)
+		opts.Shards = runtime.NumCPU()
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
