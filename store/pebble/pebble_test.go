@@ -1,0 +1,157 @@
+package pebble
+
+import (
+	"cmp"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"github.com/twinhub/twinhub/engine"
+)
+
+func openTest(tb testing.TB, dir string) *DB {
+	tb.Helper()
+	db, err := Open(dir, Options{CacheSize: 8 << 20, MemTableSize: 4 << 20})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return db
+}
+
+func TestArchiveChunksAndReplay(t *testing.T) {
+	dir := t.TempDir()
+	db := openTest(t, dir)
+	// Two appends with a gap between them, as two shards leave when one's
+	// batch never made it; and a batch large enough to span chunks.
+	var recs []engine.Record
+	for i := range 1000 {
+		recs = append(recs, engine.Record{Seq: uint64(i + 1), Partition: i % 7, Time: int64(i) * 1e9, Key: fmt.Sprintf("c-%d", i%13), Raw: []byte(fmt.Sprintf(`{"id":"e-%d","pad":"%0100d"}`, i+1, i))})
+	}
+	c, err := db.Append(recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	later := []engine.Record{{Seq: 1005, Key: "c-x", Raw: []byte(`{"id":"late"}`)}}
+	c, err = db.Append(later)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Wait()
+	db.Close()
+
+	db = openTest(t, dir)
+	defer db.Close()
+	if last, err := db.LastSeq(); err != nil || last != 1005 {
+		t.Fatalf("LastSeq = %d, %v; want 1005", last, err)
+	}
+	for _, after := range []uint64{0, 1, 499, 999, 1000, 1005} {
+		var got []uint64
+		err := db.Replay(after, func(r engine.Record) error {
+			got = append(got, r.Seq)
+			if r.Seq <= 1000 {
+				want := recs[r.Seq-1]
+				if r.Key != want.Key || r.Partition != want.Partition || r.Time != want.Time || string(r.Raw) != string(want.Raw) {
+					t.Fatalf("Replay: record %d = %+v, want %+v", r.Seq, r, want)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []uint64{}
+		for s := after + 1; s <= 1000; s++ {
+			want = append(want, s)
+		}
+		if after < 1005 {
+			want = append(want, 1005)
+		}
+		if !slices.Equal(got, want) && !(len(got) == 0 && len(want) == 0) {
+			t.Errorf("Replay(after %d) = %d records %v..., want %d", after, len(got), head(got), len(want))
+		}
+	}
+	r, err := db.Event(777)
+	if err != nil || r.Seq != 777 || string(r.Raw) != string(recs[776].Raw) {
+		t.Errorf("Event(777) = %+v, %v", r, err)
+	}
+	if _, err := db.Event(1002); err == nil {
+		t.Errorf("Event(1002) in the gap: no error")
+	}
+}
+
+func head(s []uint64) []uint64 { return s[:min(len(s), 5)] }
+
+// TestSortTimeline checks the prefix-accelerated sort against a plain sort,
+// with keys sharing long prefixes, keys that prefix one another and ties.
+func TestSortTimeline(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	keys := []string{"a", "ab", "abcdefgh", "abcdefghi", "abcdefghij", "abcdefgi", "c-1", "c-10", "c-100", "customer-000001", "customer-000002", "z"}
+	var entries []engine.TimelineEntry
+	for i := range 5000 {
+		entries = append(entries, engine.TimelineEntry{Key: keys[rng.IntN(len(keys))], Time: int64(rng.IntN(20) - 10), Seq: uint64(i)})
+	}
+	want := slices.Clone(entries)
+	slices.SortFunc(want, func(a, b engine.TimelineEntry) int {
+		return cmp.Or(cmp.Compare(a.Key, b.Key), cmp.Compare(a.Time, b.Time), cmp.Compare(a.Seq, b.Seq))
+	})
+	sortTimeline(entries)
+	if !slices.Equal(entries, want) {
+		t.Fatal("sortTimeline disagrees with a plain (key, time, seq) sort")
+	}
+}
+
+func TestTimelineRunsAndKeys(t *testing.T) {
+	dir := t.TempDir()
+	db := openTest(t, dir)
+	var recs []engine.Record
+	for i := range 50 {
+		recs = append(recs, engine.Record{Seq: uint64(i + 1), Time: int64(50-i) * 1e9, Key: fmt.Sprintf("k%d", i%3), Raw: []byte(fmt.Sprintf(`{"n":%d}`, i))})
+	}
+	c, _ := db.Append(recs)
+	c.Wait()
+	var tl []engine.TimelineEntry
+	for _, r := range recs {
+		tl = append(tl, engine.TimelineEntry{Key: r.Key, Time: r.Time, Seq: r.Seq})
+	}
+	// Two runs, overlapping: the same event handed over twice appears once.
+	if err := db.WriteTimeline(slices.Clone(tl[:30])); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.WriteTimeline(slices.Clone(tl[20:])); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.AddKeys([]string{"k1", "k0", "k2", "k1"}); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	db = openTest(t, dir)
+	defer db.Close()
+	var got []int64
+	err := db.Timeline("k1", 0, 1<<62, func(r engine.Record) bool {
+		if r.Key != "k1" {
+			t.Fatalf("timeline of k1 returned key %s", r.Key)
+		}
+		got = append(got, r.Time)
+		return true
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 17 || !slices.IsSorted(got) {
+		t.Errorf("timeline of k1 = %v, want 17 events in time order, once each", got)
+	}
+	var keys []string
+	db.Keys("", func(k string) bool { keys = append(keys, k); return true })
+	if !slices.Equal(keys, []string{"k0", "k1", "k2"}) {
+		t.Errorf("Keys = %v", keys)
+	}
+	keys = keys[:0]
+	db.Keys("k0", func(k string) bool { keys = append(keys, k); return len(keys) < 1 })
+	if !slices.Equal(keys, []string{"k1"}) {
+		t.Errorf("Keys after k0, limit 1 = %v, want [k1]", keys)
+	}
+}
