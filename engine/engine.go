@@ -21,7 +21,7 @@ import (
 const (
 	DefaultPartitions   = 64
 	DefaultMemoryBudget = 2 << 30
-	DefaultReplayLag    = 4 << 20
+	DefaultReplayLag    = 1 << 20
 	DefaultMaxBatch     = 2048
 	DefaultTimelineRun  = 256 << 10
 )
@@ -44,7 +44,7 @@ type Options struct {
 	// MemoryBudget bounds the heap held by hot twins, in bytes. Default 2 GiB.
 	MemoryBudget int64
 	// ReplayLag bounds, per shard, how many archived events a restart may
-	// have to replay: twins dirty for longer are persisted. Default 4Mi.
+	// have to replay: twins dirty for longer are persisted. Default 1Mi.
 	ReplayLag uint64
 	// MaxBatch is the most events a shard applies per archive write. Default 8192.
 	MaxBatch int

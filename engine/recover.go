@@ -3,6 +3,7 @@ package engine
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twinhub/twinhub/ingest"
@@ -52,6 +53,15 @@ func (e *Engine) recover() error {
 	if err != nil {
 		return err
 	}
+	if n > 0 {
+		// Persist what the replay rebuilt, so that another crash soon after
+		// does not replay it all again.
+		for _, sh := range e.shards {
+			if err := sh.control(sh.persistAll); err != nil {
+				return fmt.Errorf("persist after replay: %w", err)
+			}
+		}
+	}
 	e.log.Info("recovered", "seen_ids", ids, "replayed", n, "invalid_now", skipped, "from_seq", from,
 		"last_seq", e.seq.Load(), "took", time.Since(t0).Round(time.Millisecond))
 	return nil
@@ -60,6 +70,11 @@ func (e *Engine) recover() error {
 // replay feeds archived events with seq > from (and above their partition's
 // watermark) to the shards. It returns how many it applied and how many no
 // longer decode under the active schema; those stay in the archive.
+//
+// Reading, decoding and applying overlap: the store is read on this
+// goroutine, chunks are decoded by two workers, and a dispatcher hands them
+// to the shards strictly in archive order, because a shard must see each
+// twin's events in seq order (a twin skips seqs at or below its last).
 func (e *Engine) replay(from uint64) (applied, invalid int, err error) {
 	e.replaying.Store(true)
 	defer e.replaying.Store(false)
@@ -72,90 +87,134 @@ func (e *Engine) replay(from uint64) (applied, invalid int, err error) {
 		p.shard.mu.RUnlock()
 	}
 	sc := e.sc.Load()
-	dec := ingest.NewDecoder(sc, e.opts.Now, "")
-	dec.Replay = true
-	const chunk = 4096
-	// Several chunks in flight keep both the decoder and the shards busy.
-	type slot struct {
-		b    ingest.Batch
-		seqs []uint64
-		wg   sync.WaitGroup
-		jobs []*job
+
+	type chunk struct {
+		raw     []byte   // the records, back to back
+		ends    []int    // end offset of each record in raw
+		seqs    []uint64 // their seqs
+		b       ingest.Batch
+		invalid int
+		decoded chan struct{}
+		wg      sync.WaitGroup
+		jobs    []*job
 	}
-	var slots [4]slot
-	cur := 0
-	wait := func(sl *slot) error {
-		sl.wg.Wait()
-		for _, j := range sl.jobs {
-			if j.err != nil {
-				return j.err
+	const chunkEvents = 4096
+	const decoders = 2
+	decodeQ := make(chan *chunk, 2*decoders)
+	orderQ := make(chan *chunk, 4*decoders)
+	var decWG sync.WaitGroup
+	var logged atomic.Int32
+	for range decoders {
+		decWG.Add(1)
+		go func() {
+			defer decWG.Done()
+			dec := ingest.NewDecoder(sc, e.opts.Now, "")
+			dec.Replay = true
+			for c := range decodeQ {
+				start := 0
+				kept := c.seqs[:0]
+				for i, end := range c.ends {
+					if !dec.Decode(c.raw[start:end], &c.b) {
+						c.invalid++
+						if logged.Add(1) <= 10 {
+							res := c.b.Results[len(c.b.Results)-1]
+							e.log.Warn("archived event no longer valid under the active schema; it stays archived but is not applied",
+								"seq", c.seqs[i], "field", res.Field, "reason", res.Reason)
+						}
+					} else {
+						kept = append(kept, c.seqs[i])
+					}
+					start = end
+				}
+				c.seqs = kept
+				close(c.decoded)
 			}
-		}
-		sl.jobs = sl.jobs[:0]
-		return nil
+		}()
 	}
-	flush := func() error {
-		sl := &slots[cur]
-		jobs := make([]*job, len(e.shards))
-		for i := range sl.b.Events {
-			p := e.PartitionOf(sl.b.Events[i].Key)
-			s := p % len(e.shards)
-			if jobs[s] == nil {
-				jobs[s] = &job{b: &sl.b, replay: true, wg: &sl.wg}
+
+	// The dispatcher keeps a few chunks in the shards at once.
+	dispatchErr := make(chan error, 1)
+	go func() {
+		var inflight []*chunk
+		wait := func(c *chunk) error {
+			c.wg.Wait()
+			for _, j := range c.jobs {
+				if j.err != nil {
+					return j.err
+				}
 			}
-			jobs[s].idx = append(jobs[s].idx, int32(i))
-			jobs[s].part = append(jobs[s].part, int32(p))
-			jobs[s].seqs = append(jobs[s].seqs, sl.seqs[i])
+			return nil
 		}
-		for s, j := range jobs {
-			if j != nil {
-				sl.wg.Add(1)
-				sl.jobs = append(sl.jobs, j)
-				e.shards[s].in <- j
+		var firstErr error
+		for c := range orderQ {
+			<-c.decoded
+			jobs := make([]*job, len(e.shards))
+			for i := range c.b.Events {
+				p := e.PartitionOf(c.b.Events[i].Key)
+				s := p % len(e.shards)
+				if jobs[s] == nil {
+					jobs[s] = &job{b: &c.b, replay: true, wg: &c.wg}
+				}
+				jobs[s].idx = append(jobs[s].idx, int32(i))
+				jobs[s].part = append(jobs[s].part, int32(p))
+				jobs[s].seqs = append(jobs[s].seqs, c.seqs[i])
+			}
+			for s, j := range jobs {
+				if j != nil {
+					c.wg.Add(1)
+					c.jobs = append(c.jobs, j)
+					e.shards[s].in <- j
+				}
+			}
+			inflight = append(inflight, c)
+			if len(inflight) > 4 {
+				if err := wait(inflight[0]); err != nil && firstErr == nil {
+					firstErr = err
+				}
+				inflight = inflight[1:]
 			}
 		}
-		applied += len(sl.b.Events)
-		cur = (cur + 1) % len(slots)
-		next := &slots[cur]
-		if err := wait(next); err != nil {
-			return err
+		for _, c := range inflight {
+			if err := wait(c); err != nil && firstErr == nil {
+				firstErr = err
+			}
 		}
-		next.b.Reset()
-		next.seqs = next.seqs[:0]
-		return nil
+		dispatchErr <- firstErr
+	}()
+
+	var all []*chunk
+	cur := &chunk{decoded: make(chan struct{})}
+	send := func() {
+		all = append(all, cur)
+		orderQ <- cur
+		decodeQ <- cur
+		cur = &chunk{decoded: make(chan struct{})}
 	}
 	err = e.store.Replay(from, func(r Record) error {
 		if r.Partition >= len(e.parts) || r.Seq <= wms[r.Partition] {
 			return nil
 		}
-		sl := &slots[cur]
-		if !dec.Decode(r.Raw, &sl.b) {
-			res := sl.b.Results[len(sl.b.Results)-1]
-			invalid++
-			if invalid <= 10 {
-				e.log.Warn("archived event no longer valid under the active schema; it stays archived but is not applied",
-					"seq", r.Seq, "field", res.Field, "reason", res.Reason)
-			}
-			return nil
-		}
-		sl.seqs = append(sl.seqs, r.Seq)
-		if len(sl.b.Events) >= chunk {
-			return flush()
+		cur.raw = append(cur.raw, r.Raw...) // Raw is only valid during the call
+		cur.ends = append(cur.ends, len(cur.raw))
+		cur.seqs = append(cur.seqs, r.Seq)
+		if len(cur.ends) >= chunkEvents {
+			send()
 		}
 		return nil
 	})
+	if len(cur.ends) > 0 {
+		send()
+	}
+	close(decodeQ)
+	close(orderQ)
+	decWG.Wait()
+	derr := <-dispatchErr
+	for _, c := range all {
+		applied += len(c.b.Events)
+		invalid += c.invalid
+	}
 	if err != nil {
 		return applied, invalid, fmt.Errorf("replay archive: %w", err)
 	}
-	if len(slots[cur].b.Events) > 0 {
-		if err := flush(); err != nil {
-			return applied, invalid, err
-		}
-	}
-	for i := range slots {
-		if err := wait(&slots[i]); err != nil {
-			return applied, invalid, err
-		}
-	}
-	return applied, invalid, nil
+	return applied, invalid, derr
 }

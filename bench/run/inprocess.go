@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"time"
 
 	"github.com/twinhub/twinhub"
@@ -43,6 +44,16 @@ func runInProcess(ctx context.Context, o Options, batches []batch) (rep Report, 
 	rep.Twins = e.Stats().Twins
 	if heap := heapInUse(); rep.Twins > 0 && heap > base {
 		rep.HeapPerTwin = float64(heap-base) / float64(rep.Twins)
+	}
+	if o.MemProfile != "" {
+		f, err := os.Create(o.MemProfile)
+		if err != nil {
+			return rep, err
+		}
+		defer f.Close()
+		if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+			return rep, err
+		}
 	}
 	// The events were in the heap at the baseline: they must still be in it
 	// at the second measurement, or their size would be subtracted.

@@ -200,6 +200,7 @@ in process when --server is not given.`,
 	fs.Float64Var(&o.Rate, "rate", 0, "events per second to send at most (0 = unlimited)")
 	fs.IntVar(&o.Readers, "readers", 1, "goroutines reading random twins during the load")
 	fs.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the run (go tool pprof) to this file")
+	fs.StringVar(&o.MemProfile, "memprofile", "", "in process: write a heap profile after the load to this file")
 	fs.StringVar(&o.DataDir, "data", "", "data directory of the engine or in-process server (default: a temporary one, removed after)")
 	return c
 }
