@@ -123,7 +123,7 @@ func Open(opts Options) (*Engine, error) {
 	}
 	e.parts = make([]*partition, e.opts.Partitions)
 	for i := range e.parts {
-		e.parts[i] = &partition{id: i, twins: make(map[string]*twin), seen: make(map[uint64]uint32)}
+		e.parts[i] = &partition{id: i, twins: make(map[string]*twin)}
 	}
 	nsh := min(e.opts.Shards, e.opts.Partitions)
 	e.shards = make([]*shard, nsh)

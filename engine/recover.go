@@ -30,9 +30,9 @@ func (e *Engine) recover() error {
 		if s.Partition < 0 || s.Partition >= len(e.parts) {
 			return fmt.Errorf("seen ids name partition %d of %d", s.Partition, len(e.parts))
 		}
-		seen := e.parts[s.Partition].seen
+		seen := &e.parts[s.Partition].seen
 		for _, id := range s.IDs {
-			seen[id.H] = id.Check
+			seen.add(id)
 		}
 		ids += len(s.IDs)
 		return nil

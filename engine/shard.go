@@ -3,7 +3,6 @@ package engine
 import (
 	"fmt"
 	"math"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -23,11 +22,11 @@ type partition struct {
 	id        int
 	shard     *shard
 	twins     map[string]*twin
-	seen      map[uint64]uint32 // event-id hash -> check hash
-	stored    int64             // twins with a snapshot in the store
-	hotStored int64             // of which hot
-	applied   uint64            // highest seq applied
-	wm        uint64            // persisted watermark
+	seen      idSet  // ids of archived events
+	stored    int64  // twins with a snapshot in the store
+	hotStored int64  // of which hot
+	applied   uint64 // highest seq applied
+	wm        uint64 // persisted watermark
 }
 
 // job is a unit of work for a shard: part of an ingest batch, a replayed
@@ -51,6 +50,7 @@ type pending struct {
 	p    *partition
 	seq  uint64
 	from *job
+	id   IDHash
 }
 
 type dirtyEntry struct {
@@ -219,19 +219,18 @@ func (s *shard) process(jobs []*job) {
 			p := s.e.parts[j.part[k]]
 			h := idHashOf(ev.ID)
 			if j.replay {
-				p.seen[h.H] = h.Check
-				pend = append(pend, pending{ev: ev, p: p, seq: j.seqs[k], from: j})
+				p.seen.add(h)
+				pend = append(pend, pending{ev: ev, p: p, seq: j.seqs[k], from: j, id: h})
 				continue
 			}
 			res := &j.b.Results[j.b.EventIndex[i]]
-			if c, ok := p.seen[h.H]; ok && c == h.Check {
+			if !p.seen.add(h) {
 				res.Status = twinhub.Duplicate
 				continue
 			}
-			p.seen[h.H] = h.Check
 			res.Status = twinhub.Accepted
 			recs = append(recs, Record{Partition: int(p.id), Time: ev.Time, Key: ev.Key, Raw: ev.Raw})
-			pend = append(pend, pending{ev: ev, p: p, from: j})
+			pend = append(pend, pending{ev: ev, p: p, from: j, id: h})
 		}
 	}
 
@@ -250,7 +249,7 @@ func (s *shard) process(jobs []*job) {
 		var err error
 		commit, err = s.e.store.Append(recs)
 		if err != nil {
-			s.unaccept(pend, fmt.Errorf("archive append: %w", err))
+			s.unaccept(jobs, pend, fmt.Errorf("archive append: %w", err))
 			s.ackLater(nil, jobs)
 			return
 		}
@@ -259,9 +258,7 @@ func (s *shard) process(jobs []*job) {
 	accepted, dups := 0, 0
 	now := s.e.nowNS()
 	for i := 0; i < len(pend); {
-		// Apply in chunks so a reader never waits long for the lock, and
-		// yield between them: on two cores a reader otherwise waits for a
-		// CPU until the scheduler preempts the shard, up to 10ms later.
+		// Apply in chunks so a reader never waits long for the lock.
 		end := min(i+128, len(pend))
 		s.mu.Lock()
 		for ; i < end; i++ {
@@ -271,7 +268,6 @@ func (s *shard) process(jobs []*job) {
 			}
 		}
 		s.mu.Unlock()
-		runtime.Gosched()
 	}
 	for _, j := range jobs {
 		if j.replay {
@@ -293,7 +289,7 @@ func (s *shard) process(jobs []*job) {
 	// persisted with the checkpoint that moves the watermark past it.
 	if !s.e.rebuilding.Load() {
 		for i := range pend {
-			s.ids = append(s.ids, idAt{seq: pend[i].seq, p: int32(pend[i].p.id), id: idHashOf(pend[i].ev.ID)})
+			s.ids = append(s.ids, idAt{seq: pend[i].seq, p: int32(pend[i].p.id), id: pend[i].id})
 		}
 	}
 	if len(s.newKeys) > 0 {
@@ -313,15 +309,25 @@ func (s *shard) process(jobs []*job) {
 	s.ackLater(commit, jobs)
 }
 
-// unaccept undoes the dedupe marks of a batch the archive refused.
-func (s *shard) unaccept(pend []pending, err error) {
+// unaccept undoes a batch the archive refused: its ids are forgotten (so a
+// retry is not taken for a duplicate), its records lose their accepted
+// status and its jobs fail with err.
+func (s *shard) unaccept(jobs []*job, pend []pending, err error) {
 	for _, pe := range pend {
-		if pe.from.replay {
+		if !pe.from.replay {
+			pe.p.seen.remove(pe.id)
+		}
+	}
+	for _, j := range jobs {
+		if j.replay || j.b == nil {
 			continue
 		}
-		delete(pe.p.seen, idHashOf(pe.ev.ID).H)
-		pe.from.b.Results[pe.from.b.EventIndex[0]].Status = 0
-		pe.from.err = err
+		for _, i := range j.idx {
+			if r := &j.b.Results[j.b.EventIndex[i]]; r.Status == twinhub.Accepted {
+				r.Status = 0
+			}
+		}
+		j.err = err
 	}
 }
 

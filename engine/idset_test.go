@@ -1,0 +1,40 @@
+package engine
+
+import (
+	"math/rand/v2"
+	"testing"
+)
+
+func TestIDSet(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	var s idSet
+	ref := map[IDHash]bool{}
+	for i := range 200_000 {
+		// Few distinct hashes, so that probe chains, equal H with different
+		// checks and the H=0 case all happen.
+		id := IDHash{H: uint64(rng.IntN(50_000)) * 0x9e3779b97f4a7c15 * uint64(rng.IntN(2)), Check: uint32(rng.IntN(4))}
+		switch {
+		case i%7 == 0:
+			s.remove(id)
+			delete(ref, id)
+		default:
+			if got, want := s.add(id), !ref[id]; got != want {
+				t.Fatalf("op %d: add(%v) = %v, want %v", i, id, got, want)
+			}
+			ref[id] = true
+		}
+		if i%1000 == 0 {
+			for id := range ref {
+				if !s.lookup(id) {
+					t.Fatalf("op %d: %v missing", i, id)
+				}
+			}
+			if s.n != len(ref) {
+				t.Fatalf("op %d: n = %d, want %d", i, s.n, len(ref))
+			}
+		}
+	}
+	if s.lookup(IDHash{H: 12345, Check: 99}) {
+		t.Error("lookup of an absent id succeeded")
+	}
+}
