@@ -28,14 +28,27 @@ func (s *Server) handleTwin(w nethttp.ResponseWriter, r *nethttp.Request) error 
 	if err != nil {
 		return err
 	}
-	for name, val := range v.Aggregates {
-		// JSON has no infinities: a sum that overflowed float64 reads null.
-		if f, ok := val.(float64); ok && (math.IsInf(f, 0) || math.IsNaN(f)) {
-			s.log.WarnContext(r.Context(), "aggregate is not finite", slog.String("key", key), slog.String("aggregate", name), slog.Float64("value", f))
-			v.Aggregates[name] = nil
-		}
+	sc := s.e.Schema()
+	if sc.Version != v.SchemaVersion {
+		return s.writeJSON(w, r, nethttp.StatusOK, v) // read across a schema swap: names may differ
 	}
-	return s.writeJSON(w, r, nethttp.StatusOK, v)
+	bp := twinBufs.Get().(*[]byte)
+	body := appendTwin((*bp)[:0], v, sc, func(name string, f float64) {
+		// JSON has no infinities: a sum that overflowed float64 reads null.
+		s.log.WarnContext(r.Context(), "aggregate is not finite", slog.String("key", key), slog.String("aggregate", name), slog.Float64("value", f))
+	})
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(nethttp.StatusOK)
+	if _, err := w.Write(body); err != nil {
+		s.log.DebugContext(r.Context(), "write response", slog.Any("err", err))
+	}
+	if cap(body) <= 64<<10 {
+		*bp = body
+		twinBufs.Put(bp)
+	}
+	return nil
 }
 
 type timelineEvent struct {
