@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"slices"
@@ -528,17 +529,14 @@ func (s *shard) dirtyHead() *dirtyEntry {
 func (s *shard) persist(upTo uint64, limit int) error {
 	sc := s.e.sc.Load()
 	var snaps []Snapshot
+	var written []writtenTwin
 	buf := s.snapBuf[:0]
 	for d := s.dirtyHead(); d != nil && d.since <= upTo && (limit == 0 || len(snaps) < limit); d = s.dirtyHead() {
 		t := d.t
 		start := len(buf)
 		buf = appendSnapshot(buf, t, sc.Version, sc.Layout)
 		snaps = append(snaps, Snapshot{Key: t.key, Data: buf[start:len(buf):len(buf)]})
-		t.dirtySince = 0 // makes the entry stale; dirtyHead drops it
-		if !t.stored {
-			t.stored = true
-			s.e.parts[s.e.PartitionOf(t.key)].noteStored()
-		}
+		written = s.markWritten(written, t) // makes the entry stale; dirtyHead drops it
 	}
 	// Keep the queue's memory bounded: compact once the dropped head dominates.
 	if s.dirtyOff > len(s.dirty)/2 && s.dirtyOff > 4096 {
@@ -547,6 +545,9 @@ func (s *shard) persist(upTo uint64, limit int) error {
 		s.dirty, s.dirtyOff = s.dirty[:n], 0
 	}
 	err := s.save(snaps, s.watermark())
+	if err != nil {
+		s.undoWritten(written)
+	}
 	if cap(buf) <= 64<<20 {
 		s.snapBuf = buf[:0]
 	} else {
@@ -568,6 +569,47 @@ func (s *shard) persistAll() error {
 		return err
 	}
 	return s.persist(^uint64(0), 0)
+}
+
+// writtenTwin remembers what markWritten changed, for undoWritten.
+type writtenTwin struct {
+	t         *twin
+	since     uint64
+	wasStored bool
+}
+
+// markWritten marks t persisted: clean, and with a snapshot in the store.
+func (s *shard) markWritten(w []writtenTwin, t *twin) []writtenTwin {
+	w = append(w, writtenTwin{t: t, since: t.dirtySince, wasStored: t.stored})
+	t.dirtySince = 0
+	if !t.stored {
+		t.stored = true
+		s.e.parts[s.e.PartitionOf(t.key)].noteStored()
+	}
+	return w
+}
+
+// undoWritten reverts markWritten after the store refused the snapshots:
+// the twins are dirty again and back at the head of the queue, so the
+// watermark cannot pass their events and a later persist retries them.
+func (s *shard) undoWritten(ws []writtenTwin) {
+	var requeue []dirtyEntry
+	for _, w := range ws {
+		w.t.dirtySince = w.since
+		if !w.wasStored {
+			w.t.stored = false
+			p := s.e.parts[s.e.PartitionOf(w.t.key)]
+			p.stored--
+			p.hotStored--
+		}
+		if w.since != 0 {
+			requeue = append(requeue, dirtyEntry{t: w.t, since: w.since})
+		}
+	}
+	slices.SortFunc(requeue, func(a, b dirtyEntry) int { return cmp.Compare(a.since, b.since) })
+	// A twin may now be queued twice; the later entry is harmless.
+	s.dirty = append(requeue, s.dirty[s.dirtyOff:]...)
+	s.dirtyOff = 0
 }
 
 // watermark returns the highest seq at or below which every event of the
@@ -602,8 +644,7 @@ func (s *shard) startTimelineRun() error {
 	if s.tlWriting != nil {
 		select {
 		case err := <-s.tlDone:
-			s.finishTimelineRun()
-			if err != nil {
+			if err := s.finishTimelineRun(err); err != nil {
 				return err
 			}
 		default:
@@ -632,18 +673,25 @@ func (s *shard) waitTimelineRun() error {
 	if s.tlWriting == nil {
 		return nil
 	}
-	err := <-s.tlDone
-	s.finishTimelineRun()
-	return err
+	return s.finishTimelineRun(<-s.tlDone)
 }
 
-func (s *shard) finishTimelineRun() {
+// finishTimelineRun takes the writer's result. A failed run's entries go
+// back in front of the buffer, so they are neither lost from the index nor
+// passed by the watermark, and the next run retries them.
+func (s *shard) finishTimelineRun(err error) error {
 	s.mu.Lock()
 	w := s.tlWriting
 	s.tlWriting = nil
+	if err != nil {
+		s.tl = append(w, s.tl...)
+		s.mu.Unlock()
+		return fmt.Errorf("write timeline run: %w", err)
+	}
 	s.mu.Unlock()
 	clear(w)
 	s.tlSpare = w[:0]
+	return nil
 }
 
 // save writes snaps with every partition's mark at watermark wm and the ids
@@ -715,14 +763,15 @@ func (s *shard) evict(target int64) error {
 	if len(victims) == 0 {
 		return nil
 	}
+	var written []writtenTwin
 	for _, t := range victims {
-		t.dirtySince = 0
-		if !t.stored {
-			t.stored = true
-			s.e.parts[s.e.PartitionOf(t.key)].noteStored()
-		}
+		written = s.markWritten(written, t)
 	}
 	if err := s.save(snaps, s.watermark()); err != nil {
+		s.undoWritten(written)
+		for i, t := range s.ring { // the victims stay hot
+			t.slot = int32(i)
+		}
 		return err
 	}
 	s.mu.Lock()

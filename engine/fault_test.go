@@ -1,0 +1,110 @@
+package engine_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twinhub/twinhub/bench/workload"
+	"github.com/twinhub/twinhub/engine"
+	"github.com/twinhub/twinhub/ingest"
+	"github.com/twinhub/twinhub/store/pebble"
+)
+
+// faultyStore is the real store with writes of snapshots and timeline runs
+// failing on demand, as a full disk would make them.
+type faultyStore struct {
+	*pebble.DB
+	fail atomic.Bool
+}
+
+var errInjected = errors.New("injected write failure")
+
+func (f *faultyStore) SaveTwins(s []engine.Snapshot, m []engine.PartitionMark, ids []engine.SeenIDs, sync bool) error {
+	if f.fail.Load() {
+		return errInjected
+	}
+	return f.DB.SaveTwins(s, m, ids, sync)
+}
+
+func (f *faultyStore) WriteTimeline(e []engine.TimelineEntry) error {
+	if f.fail.Load() {
+		return errInjected
+	}
+	return f.DB.WriteTimeline(e)
+}
+
+// TestFailedWritesLoseNothing makes snapshot saves (persistence and
+// eviction) and timeline runs fail for a while, then lets them succeed:
+// every twin and every timeline must still be complete, also after a
+// restart.
+func TestFailedWritesLoseNothing(t *testing.T) {
+	dir := t.TempDir()
+	open := func() (*pebble.DB, *faultyStore, *engine.Engine) {
+		db, err := pebble.Open(dir, pebble.Options{CacheSize: 8 << 20, MemTableSize: 4 << 20})
+		if err != nil {
+			t.Fatal(err)
+		}
+		fs := &faultyStore{DB: db}
+		e, err := engine.Open(engine.Options{Store: fs, Now: func() time.Time { return testNow }, MemoryBudget: 64 << 10,
+			ReplayLag: 200, TimelineRun: 100, MaxBatch: 256, Logger: quietLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return db, fs, e
+	}
+	db, fs, e := open()
+	ref := workload.NewReference()
+	gen := workload.New(workload.Options{Events: 6000, Customers: 300, Seed: 5, Now: testNow})
+	sc := e.Schema()
+	dec := ingest.NewDecoder(sc, func() time.Time { return testNow }, "test")
+	var b ingest.Batch
+	var line []byte
+	for n := 0; ; n++ {
+		var ok bool
+		line, ok = gen.Next(line[:0])
+		if !ok {
+			break
+		}
+		ref.Add(line)
+		dec.Decode(bytes.TrimSpace(line), &b)
+		if len(b.Results) == 200 {
+			fs.fail.Store(n > 1000 && n < 4000) // fail in the middle of the load
+			if err := e.Ingest(context.Background(), &b, sc); err != nil {
+				t.Fatalf("ingest must not fail when only snapshots cannot be written: %v", err)
+			}
+			b.Reset()
+		}
+	}
+	fs.fail.Store(false)
+	check := func(when string) {
+		t.Helper()
+		compareAll(t, e, ref)
+		for _, key := range ref.Customers() {
+			want := ref.Aggregates(key, testNow)["events_total"].(int64)
+			recs, err := e.Timeline(key, time.Time{}, testNow.Add(time.Hour), 100000)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if int64(len(recs)) != want {
+				t.Errorf("%s: timeline of %s has %d events, want %d", when, key, len(recs), want)
+			}
+		}
+	}
+	check("live")
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	db, _, e = open()
+	check("after restart")
+	e.Close()
+	db.Close()
+}
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
