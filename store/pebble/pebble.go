@@ -4,7 +4,7 @@
 //
 // Key layout (one leading byte names the kind of record):
 //
-//	'a' seq(8)                          archive chunk: consecutive events from seq on
+//	'a' seq(8)                          archive index: where the chunk from seq on lies (archive.go)
 //	't' run(8) key 0x00 time(8) seq(8)  timeline run entry (empty value)
 //	'k' key                             twin directory entry (empty value)
 //	's' key                             twin snapshot
@@ -13,10 +13,9 @@
 //	'v' version(4)                      schema source
 //	'm' name                            meta values ("schema" = active version)
 //
-// The archive is written in chunks of up to chunkBytes of consecutive
-// events, one key each, rather than a key per event: keys arrive in order, so
-// Pebble's flushes land beside each other and compaction has little to
-// rewrite; only the small timeline entry is written per event.
+// The archived events themselves are in append-only segment files in the
+// archive/ folder beside the database (archive.go says why); Pebble indexes
+// them per chunk of up to chunkBytes of consecutive events.
 //
 // Integers are big-endian so that key order is numeric order; event times
 // are offset by 2^63 so that times before 1970 sort first. Twin keys never
@@ -28,6 +27,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -49,6 +49,7 @@ type Options struct {
 // DB is the store. It is safe for concurrent use.
 type DB struct {
 	db     *cpebble.DB
+	log    *archiveLog
 	opts   *cpebble.Options
 	dir    string
 	tl     timelineRuns
@@ -103,6 +104,10 @@ func Open(dir string, o Options) (*DB, error) {
 		s.Close()
 		return nil, err
 	}
+	if s.log, err = openArchive(filepath.Join(dir, "archive"), db); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("open archive: %w", err)
+	}
 	// Seen-id batches are numbered; continue after the last one.
 	it, err := db.NewIter(&cpebble.IterOptions{LowerBound: []byte{'d'}, UpperBound: []byte{'e'}})
 	if err != nil {
@@ -125,7 +130,11 @@ func (s *DB) Close() error {
 	if s.closed.Swap(true) {
 		return nil
 	}
-	err := s.db.Close()
+	var err error
+	if s.log != nil {
+		err = s.log.close()
+	}
+	err = errors.Join(err, s.db.Close())
 	s.cache.Unref()
 	return err
 }
@@ -166,55 +175,21 @@ func (s *DB) LastSeq() (uint64, error) {
 		return 0, it.Error()
 	}
 	first := binary.BigEndian.Uint64(it.Key()[1:])
-	n, k := binary.Uvarint(it.Value())
-	if k <= 0 || n == 0 {
-		return 0, errCorrupt("archive chunk", first)
+	_, _, count, ok := parseIndexValue(it.Value())
+	if !ok || count == 0 {
+		return 0, errCorrupt("archive index entry", first)
 	}
-	return first + n - 1, nil
+	return first + count - 1, nil
 }
 
-type commit struct{ b *cpebble.Batch }
-
-func (c commit) Wait() error {
-	err := c.b.SyncWait()
-	c.b.Close()
-	return err
-}
-
-// Append implements engine.Store. recs must have consecutive seqs within runs;
-// a chunk never spans a gap. The chunks go in one batch, applied at once and
-// synced in a group commit.
+// Append implements engine.Store: recs, in chunks of consecutive seqs, go to
+// the archive's writer; the Commit waits for their group fsync.
 func (s *DB) Append(recs []engine.Record) (engine.Commit, error) {
-	b := s.db.NewBatch()
-	var chunk []byte
-	for i := 0; i < len(recs); {
-		// A chunk: consecutive seqs, up to chunkBytes.
-		j, size := i, 0
-		for j < len(recs) && (j == i || (recs[j].Seq == recs[j-1].Seq+1 && size < chunkBytes)) {
-			size += len(recs[j].Key) + len(recs[j].Raw) + 16
-			j++
-		}
-		chunk = binary.AppendUvarint(chunk[:0], uint64(j-i))
-		for k := i; k < j; k++ {
-			r := &recs[k]
-			chunk = binary.AppendUvarint(chunk, uint64(r.Partition))
-			chunk = binary.AppendVarint(chunk, r.Time)
-			chunk = binary.AppendUvarint(chunk, uint64(len(r.Key)))
-			chunk = append(chunk, r.Key...)
-			chunk = binary.AppendUvarint(chunk, uint64(len(r.Raw)))
-			chunk = append(chunk, r.Raw...)
-		}
-		if err := b.Set(archiveKey(recs[i].Seq), chunk, nil); err != nil {
-			b.Close()
-			return nil, err
-		}
-		i = j
-	}
-	if err := s.db.ApplyNoSyncWait(b, cpebble.Sync); err != nil {
-		b.Close()
+	chunks := encodeChunks(recs)
+	if err := s.log.append(chunks); err != nil {
 		return nil, err
 	}
-	return commit{b}, nil
+	return multiCommit(chunks), nil
 }
 
 // chunkReader walks the records of one archive chunk.
@@ -224,12 +199,17 @@ type chunkReader struct {
 	v    []byte
 }
 
-func newChunkReader(first uint64, v []byte) (chunkReader, error) {
-	n, k := binary.Uvarint(v)
+// newChunkReader reads a chunk's payload: first seq(8), count, records.
+func newChunkReader(payload []byte) (chunkReader, error) {
+	if len(payload) < 9 {
+		return chunkReader{}, errCorrupt("archive chunk", 0)
+	}
+	first := binary.BigEndian.Uint64(payload)
+	n, k := binary.Uvarint(payload[8:])
 	if k <= 0 || n == 0 {
 		return chunkReader{}, errCorrupt("archive chunk", first)
 	}
-	return chunkReader{seq: first, left: n, v: v[k:]}, nil
+	return chunkReader{seq: first, left: n, v: payload[8+k:]}, nil
 }
 
 // next decodes the next record; Raw aliases the chunk.
@@ -272,18 +252,16 @@ func errCorrupt(what string, seq uint64) error {
 
 // Replay implements engine.Store. Record.Raw is valid only during fn.
 func (s *DB) Replay(after uint64, fn func(engine.Record) error) error {
-	it, err := s.db.NewIter(&cpebble.IterOptions{LowerBound: []byte{'a'}, UpperBound: []byte{'b'}})
+	chunks, err := s.chunksAfter(after)
 	if err != nil {
 		return err
 	}
-	defer it.Close()
-	// Start at the chunk holding after+1, if any.
-	ok := it.SeekLT(archiveKey(after + 2))
-	if !ok {
-		ok = it.First()
-	}
-	for ; ok; ok = it.Next() {
-		c, err := newChunkReader(binary.BigEndian.Uint64(it.Key()[1:]), it.Value())
+	for _, ch := range chunks {
+		payload, err := s.log.readChunk(ch.seg, ch.off)
+		if err != nil {
+			return err
+		}
+		c, err := newChunkReader(payload)
 		if err != nil {
 			return err
 		}
@@ -303,15 +281,16 @@ func (s *DB) Replay(after uint64, fn func(engine.Record) error) error {
 			}
 		}
 	}
-	return it.Error()
+	return nil
 }
 
 // readRecord finds event seq in its chunk; the returned Raw is a copy.
-func readRecord(chunks *cpebble.Iterator, seq uint64) (engine.Record, error) {
-	if !chunks.SeekLT(archiveKey(seq + 1)) {
-		return engine.Record{}, fmt.Errorf("archived event %d is missing", seq)
+func (s *DB) readRecord(seq uint64) (engine.Record, error) {
+	_, payload, err := s.chunkPayload(seq)
+	if err != nil {
+		return engine.Record{}, err
 	}
-	c, err := newChunkReader(binary.BigEndian.Uint64(chunks.Key()[1:]), chunks.Value())
+	c, err := newChunkReader(payload)
 	if err != nil {
 		return engine.Record{}, err
 	}

@@ -132,13 +132,8 @@ func (s *DB) Timeline(key string, from, to int64, fn func(engine.Record) bool) e
 		return cmp.Compare(a.seq, b.seq)
 	})
 	refs = slices.Compact(refs)
-	chunks, err := s.db.NewIter(&cpebble.IterOptions{LowerBound: []byte{'a'}, UpperBound: []byte{'b'}})
-	if err != nil {
-		return err
-	}
-	defer chunks.Close()
 	for _, r := range refs {
-		rec, err := readRecord(chunks, r.seq)
+		rec, err := s.readRecord(r.seq)
 		if err != nil {
 			return fmt.Errorf("timeline of %q: %w", key, err)
 		}
@@ -186,14 +181,7 @@ func (s *DB) Keys(after string, fn func(string) bool) error {
 }
 
 // Event implements engine.Store.
-func (s *DB) Event(seq uint64) (engine.Record, error) {
-	chunks, err := s.db.NewIter(&cpebble.IterOptions{LowerBound: []byte{'a'}, UpperBound: []byte{'b'}})
-	if err != nil {
-		return engine.Record{}, err
-	}
-	defer chunks.Close()
-	return readRecord(chunks, seq)
-}
+func (s *DB) Event(seq uint64) (engine.Record, error) { return s.readRecord(seq) }
 
 // sortTimeline sorts entries by (key, time, seq). A comparison sort of a
 // quarter million entries was the costliest part of writing a run, so the
