@@ -98,6 +98,3 @@ func (s *idSet) grow() {
 		}
 	}
 }
-
-// bytes returns the set's memory.
-func (s *idSet) bytes() int64 { return int64(len(s.hs)) * 12 }
