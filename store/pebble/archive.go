@@ -49,9 +49,12 @@ type archiveLog struct {
 	done     chan struct{}
 
 	// owned by the writer goroutine (and Open before it starts)
-	w      *os.File
-	seg    uint32
-	offset int64
+	w            *os.File
+	seg          uint32
+	offset       int64
+	buf          []byte
+	broken       error
+	pendingSyncs sync.WaitGroup // groups handed to the syncer and not yet done
 
 	rmu     sync.Mutex
 	readers map[uint32]*os.File
@@ -226,12 +229,20 @@ func (l *archiveLog) append(chunks []*pendingChunk) error {
 	return nil
 }
 
-// run is the writer goroutine: it writes what is queued, syncs once, indexes
-// and acknowledges; it exits after Close once the queue is empty.
+// run is the writer goroutine. It writes what is queued and hands the group
+// to the syncer, then goes on writing the next group while that one syncs,
+// so an acknowledgement waits for one write and one sync rather than for
+// the groups before it too. It exits after Close once the queue is empty.
 func (l *archiveLog) run() {
-	defer close(l.done)
+	syncq := make(chan *syncGroup, 4)
+	synced := make(chan struct{})
+	go l.syncLoop(syncq, synced)
+	defer func() {
+		close(syncq)
+		<-synced
+		close(l.done)
+	}()
 	var batch []*pendingChunk
-	var buf []byte
 	for {
 		l.mu.Lock()
 		for len(l.queue) == 0 && !l.closed {
@@ -241,64 +252,112 @@ func (l *archiveLog) run() {
 			l.mu.Unlock()
 			return
 		}
-		batch, l.queue = l.queue, batch[:0]
+		batch, l.queue = l.queue, nil
 		l.mu.Unlock()
 
-		err := l.writeBatch(batch, &buf)
+		g := &syncGroup{chunks: batch}
+		if l.broken != nil {
+			g.err = l.broken
+		} else if err := l.writeGroup(g); err != nil {
+			// After a failed write the file's tail is unknown: refuse
+			// everything from now on rather than write after a hole.
+			l.broken = fmt.Errorf("archive write failed, restart to recover: %w", err)
+			g.err = l.broken
+		}
+		l.pendingSyncs.Add(1)
+		syncq <- g
+	}
+}
+
+// syncGroup is a written group of chunks on its way to durability.
+type syncGroup struct {
+	chunks []*pendingChunk
+	f      *os.File
+	index  *cpebble.Batch
+	err    error
+}
+
+// syncLoop makes each group durable in order (fdatasync covers everything
+// written before it), then indexes and acknowledges it.
+func (l *archiveLog) syncLoop(syncq <-chan *syncGroup, done chan<- struct{}) {
+	defer close(done)
+	for g := range syncq {
+		err := g.err
+		if err == nil {
+			if err = fdatasync(g.f); err != nil {
+				err = fmt.Errorf("sync archive: %w", err)
+			}
+		}
+		if g.index != nil {
+			// The index follows the data: if it is lost in a crash, Open
+			// rebuilds it from the segment tail.
+			if err == nil {
+				err = g.index.Commit(cpebble.NoSync)
+			}
+			g.index.Close()
+		}
 		l.mu.Lock()
-		for _, c := range batch {
+		for _, c := range g.chunks {
 			c.err = err
 			delete(l.inflight, c.first)
 			close(c.done)
 		}
 		l.mu.Unlock()
-		clear(batch)
+		l.pendingSyncs.Done()
 	}
 }
 
-func (l *archiveLog) writeBatch(batch []*pendingChunk, buf *[]byte) error {
+// writeGroup writes g's chunks, rotating segments as they fill, and builds
+// their index entries.
+func (l *archiveLog) writeGroup(g *syncGroup) error {
 	ib := l.db.NewBatch()
-	defer ib.Close()
-	*buf = (*buf)[:0]
+	buf := l.buf[:0]
 	flush := func() error {
-		if len(*buf) == 0 {
+		if len(buf) == 0 {
 			return nil
 		}
-		_, err := l.w.Write(*buf)
-		*buf = (*buf)[:0]
+		_, err := l.w.Write(buf)
+		l.offset += int64(len(buf))
+		buf = buf[:0]
 		return err
 	}
-	for _, c := range batch {
-		if l.offset+int64(len(*buf))+int64(len(c.data)) > segmentBytes && l.offset+int64(len(*buf)) > 0 {
+	for _, c := range g.chunks {
+		if l.offset+int64(len(buf))+int64(len(c.data)) > segmentBytes && l.offset+int64(len(buf)) > 0 {
 			if err := flush(); err != nil {
+				ib.Close()
 				return err
 			}
 			if err := l.rotate(); err != nil {
+				ib.Close()
 				return err
 			}
 		}
-		c.seg, c.off = l.seg, l.offset+int64(len(*buf))
-		*buf = append(*buf, c.data...)
+		c.seg, c.off = l.seg, l.offset+int64(len(buf))
+		buf = append(buf, c.data...)
 		if err := ib.Set(archiveKey(c.first), indexValue(c.seg, c.off, c.count), nil); err != nil {
+			ib.Close()
 			return err
 		}
 	}
 	if err := flush(); err != nil {
+		ib.Close()
 		return err
 	}
-	l.offset = batch[len(batch)-1].off + int64(len(batch[len(batch)-1].data))
-	if err := fdatasync(l.w); err != nil {
-		return fmt.Errorf("sync archive segment %d: %w", l.seg, err)
+	if cap(buf) <= 16<<20 {
+		l.buf = buf
 	}
-	// The index follows the data: if it is lost in a crash, Open rebuilds it
-	// from the segment tail.
 	if err := ib.Set([]byte("marchive-end"), endValue(l.seg, l.offset), nil); err != nil {
+		ib.Close()
 		return err
 	}
-	return ib.Commit(cpebble.NoSync)
+	g.f, g.index = l.w, ib
+	return nil
 }
 
+// rotate starts a new segment. Groups still syncing hold the old file, so
+// it waits for them before syncing and closing it.
 func (l *archiveLog) rotate() error {
+	l.pendingSyncs.Wait()
 	if err := fdatasync(l.w); err != nil {
 		return err
 	}
