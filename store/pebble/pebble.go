@@ -5,7 +5,7 @@
 // Key layout (one leading byte names the kind of record):
 //
 //	'a' seq(8)                          archive index: where the chunk from seq on lies (archive.go)
-//	't' run(8) key 0x00 time(8) seq(8)  timeline run entry (empty value)
+//	't' run(8) key                      timeline run: the twin's (time, seq) pairs in that run
 //	'k' key                             twin directory entry (empty value)
 //	's' key                             twin snapshot
 //	'w' partition(2)                    partition mark: watermark, stored twins
@@ -149,14 +149,6 @@ func archiveKey(seq uint64) []byte {
 	return k
 }
 
-func appendTimelineKey(dst []byte, run uint64, key string, t int64, seq uint64) []byte {
-	dst = append(dst, 't')
-	dst = binary.BigEndian.AppendUint64(dst, run)
-	dst = append(dst, key...)
-	dst = append(dst, 0)
-	dst = binary.BigEndian.AppendUint64(dst, uint64(t)^(1<<63))
-	return binary.BigEndian.AppendUint64(dst, seq)
-}
 
 func snapshotKey(key string) []byte { return append([]byte{'s'}, key...) }
 

@@ -1,7 +1,6 @@
 package pebble
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"encoding/binary"
@@ -50,12 +49,13 @@ func (s *DB) loadRuns() error {
 	return it.Error()
 }
 
-// WriteTimeline implements engine.Store: entries become one ingested run.
+// WriteTimeline implements engine.Store: entries become one ingested run,
+// with one key per twin whose value lists that twin's (time, seq) pairs.
 func (s *DB) WriteTimeline(entries []engine.TimelineEntry) error {
 	if len(entries) == 0 {
 		return nil
 	}
-	sortTimeline(entries)
+	groupByKey(entries)
 	s.tl.mu.Lock()
 	run := s.tl.next
 	s.tl.next++
@@ -67,20 +67,26 @@ func (s *DB) WriteTimeline(entries []engine.TimelineEntry) error {
 		return fmt.Errorf("create timeline run: %w", err)
 	}
 	wo := s.opts.MakeWriterOptions(6, s.db.TableFormat())
-	wo.FilterPolicy = nil // runs are only ever range-scanned
+	wo.FilterPolicy = nil // a run is read by point lookups, one per run, rarely
 	w := sstable.NewWriter(objstorageprovider.NewFileWritable(f), wo)
-	var k, prev []byte
-	for _, e := range entries {
-		k = appendTimelineKey(k[:0], run, e.Key, e.Time, e.Seq)
-		if bytes.Equal(k, prev) {
-			continue // the same event handed over twice (replayed after a crash)
+	var k, v []byte
+	for i := 0; i < len(entries); {
+		j := i + 1
+		for j < len(entries) && entries[j].Key == entries[i].Key {
+			j++
 		}
-		if err := w.Set(k, nil); err != nil {
+		v = v[:0]
+		for _, e := range entries[i:j] {
+			v = binary.AppendVarint(v, e.Time)
+			v = binary.AppendUvarint(v, e.Seq)
+		}
+		k = appendRunKey(k[:0], run, entries[i].Key)
+		if err := w.Set(k, v); err != nil {
 			w.Close()
 			os.Remove(path)
 			return fmt.Errorf("write timeline run: %w", err)
 		}
-		prev = append(prev[:0], k...)
+		i = j
 	}
 	if err := w.Close(); err != nil {
 		os.Remove(path)
@@ -96,6 +102,12 @@ func (s *DB) WriteTimeline(entries []engine.TimelineEntry) error {
 	return nil
 }
 
+func appendRunKey(dst []byte, run uint64, key string) []byte {
+	dst = append(dst, 't')
+	dst = binary.BigEndian.AppendUint64(dst, run)
+	return append(dst, key...)
+}
+
 // Timeline implements engine.Store: the entries of key with from <= time <
 // to from every run, merged by (time, seq) with duplicates dropped.
 func (s *DB) Timeline(key string, from, to int64, fn func(engine.Record) bool) error {
@@ -107,22 +119,26 @@ func (s *DB) Timeline(key string, from, to int64, fn func(engine.Record) bool) e
 		seq  uint64
 	}
 	var refs []ref
+	var k []byte
 	for _, run := range runs {
-		lo := appendTimelineKey(nil, run, key, from, 0)
-		hi := appendTimelineKey(nil, run, key, to, 0)
-		it, err := s.db.NewIter(&cpebble.IterOptions{LowerBound: lo, UpperBound: hi})
+		k = appendRunKey(k[:0], run, key)
+		v, ok, err := getValue(s.db, k)
 		if err != nil {
 			return err
 		}
-		for ok := it.First(); ok; ok = it.Next() {
-			k := it.Key()
-			refs = append(refs, ref{
-				time: int64(binary.BigEndian.Uint64(k[len(k)-16:]) ^ (1 << 63)),
-				seq:  binary.BigEndian.Uint64(k[len(k)-8:]),
-			})
-		}
-		if err := it.Close(); err != nil {
-			return err
+		for ok && len(v) > 0 {
+			t, n := binary.Varint(v)
+			if n <= 0 {
+				return fmt.Errorf("corrupt timeline run %d entry for %q", run, key)
+			}
+			seq, m := binary.Uvarint(v[n:])
+			if m <= 0 {
+				return fmt.Errorf("corrupt timeline run %d entry for %q", run, key)
+			}
+			v = v[n+m:]
+			if t >= from && t < to {
+				refs = append(refs, ref{t, seq})
+			}
 		}
 	}
 	slices.SortFunc(refs, func(a, b ref) int {
@@ -131,7 +147,7 @@ func (s *DB) Timeline(key string, from, to int64, fn func(engine.Record) bool) e
 		}
 		return cmp.Compare(a.seq, b.seq)
 	})
-	refs = slices.Compact(refs)
+	refs = slices.Compact(refs) // the same event handed over twice (replayed after a crash)
 	for _, r := range refs {
 		rec, err := s.readRecord(r.seq)
 		if err != nil {
@@ -183,12 +199,13 @@ func (s *DB) Keys(after string, fn func(string) bool) error {
 // Event implements engine.Store.
 func (s *DB) Event(seq uint64) (engine.Record, error) { return s.readRecord(seq) }
 
-// sortTimeline sorts entries by (key, time, seq). A comparison sort of a
-// quarter million entries was the costliest part of writing a run, so the
-// entries are radix-sorted on their keys' first eight bytes (an integer, as
-// keys hold no bytes below 0x20 the zero padding orders correctly) and only
-// the small groups that share those bytes are then compared in full.
-func sortTimeline(entries []engine.TimelineEntry) {
+// groupByKey orders entries by key; within a key the order is kept (the
+// reader sorts by time). A comparison sort of a quarter million entries was
+// the costliest part of writing a run, so the entries are radix-sorted on
+// their keys' first eight bytes (an integer: keys hold no bytes below 0x20,
+// so the zero padding orders correctly) and only groups that share those
+// bytes but differ later are compared in full.
+func groupByKey(entries []engine.TimelineEntry) {
 	if len(entries) < 2 {
 		return
 	}
@@ -202,8 +219,8 @@ func sortTimeline(entries []engine.TimelineEntry) {
 		copy(p[:], e.Key)
 		items[i] = item{binary.BigEndian.Uint64(p[:]), uint32(i)}
 	}
-	// LSD radix sort, a byte at a time; passes where every item has the same
-	// byte are skipped.
+	// LSD radix sort, a byte at a time (stable, so a key's entries keep
+	// their order); passes where every item has the same byte are skipped.
 	tmp := make([]item, len(items))
 	for shift := uint(0); shift < 64; shift += 8 {
 		var counts [256]int
@@ -230,13 +247,13 @@ func sortTimeline(entries []engine.TimelineEntry) {
 	}
 	for i := 0; i < len(sorted); {
 		j := i + 1
+		mixed := false
 		for j < len(sorted) && items[j].prefix == items[i].prefix {
+			mixed = mixed || sorted[j].Key != sorted[i].Key
 			j++
 		}
-		if j-i > 1 {
-			slices.SortFunc(sorted[i:j], func(a, b engine.TimelineEntry) int {
-				return cmp.Or(cmp.Compare(a.Key, b.Key), cmp.Compare(a.Time, b.Time), cmp.Compare(a.Seq, b.Seq))
-			})
+		if mixed { // long keys sharing eight bytes
+			slices.SortStableFunc(sorted[i:j], func(a, b engine.TimelineEntry) int { return cmp.Compare(a.Key, b.Key) })
 		}
 		i = j
 	}
