@@ -149,7 +149,6 @@ func archiveKey(seq uint64) []byte {
 	return k
 }
 
-
 func snapshotKey(key string) []byte { return append([]byte{'s'}, key...) }
 
 // chunkBytes bounds an archive chunk, and so what a timeline read decodes to
