@@ -250,7 +250,9 @@ func (e *Engine) Ingest(ctx context.Context, b *ingest.Batch, sc *schema.Schema)
 		s := p % len(e.shards)
 		j := jobs[s]
 		if j == nil {
-			j = &job{b: b, sc: sc, wg: &wg}
+			// Sized for an even split, so appends rarely grow them.
+			n := len(b.Events)/len(e.shards) + len(b.Events)/8 + 8
+			j = &job{b: b, sc: sc, wg: &wg, idx: make([]int32, 0, n), part: make([]int32, 0, n)}
 			jobs[s] = j
 		}
 		j.idx = append(j.idx, int32(i))

@@ -116,8 +116,9 @@ func newShard(e *Engine, id int, budget int64) *shard {
 		stopped: make(chan struct{}),
 		intern:  make(map[string]string),
 		// Sized once so appends on the hot path never copy it.
-		tl:     make([]TimelineEntry, 0, e.opts.TimelineRun),
-		tlDone: make(chan error, 1),
+		tl:      make([]TimelineEntry, 0, e.opts.TimelineRun),
+		tlSpare: make([]TimelineEntry, 0, e.opts.TimelineRun),
+		tlDone:  make(chan error, 1),
 	}
 }
 
