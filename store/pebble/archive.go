@@ -145,8 +145,14 @@ func (l *archiveLog) recoverTail(seg uint32, off int64) error {
 			return err
 		}
 		next := segmentName(l.dir, seg+1)
-		if _, err := os.Stat(next); err == nil && !torn {
+		if _, err := os.Stat(next); err == nil {
 			f.Close()
+			if torn {
+				// A segment is synced before the next one is created, so a
+				// crash cannot tear one that has a successor: this is damage,
+				// and cutting it would drop acknowledged events after it.
+				return fmt.Errorf("archive segment %s is damaged at offset %d and later segments exist; refusing to truncate acknowledged events (restore the file or move the later segments away)", segmentName(l.dir, seg), end)
+			}
 			seg, off = seg+1, 0
 			continue
 		}
@@ -159,13 +165,6 @@ func (l *archiveLog) recoverTail(seg uint32, off int64) error {
 			return err
 		}
 		l.w, l.seg, l.offset = f, seg, end
-		// A torn segment is the last one written; later ones cannot exist,
-		// but remove them if they do rather than index garbage.
-		for s := seg + 1; ; s++ {
-			if err := os.Remove(segmentName(l.dir, s)); err != nil {
-				break
-			}
-		}
 		break
 	}
 	if err := b.Set([]byte("marchive-end"), endValue(l.seg, l.offset), nil); err != nil {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	cpebble "github.com/cockroachdb/pebble/v2"
@@ -207,5 +208,31 @@ func TestArchiveTailRecovery(t *testing.T) {
 	}
 	if r, err := db.Event(4); err != nil || string(r.Raw) != `{"id":"e-4"}` {
 		t.Errorf("Event(4) = %s, %v", r.Raw, err)
+	}
+}
+
+// TestArchiveRefusesDamageBeforeLaterSegments: damage in a segment that has
+// a successor cannot be a torn write, so Open must refuse rather than cut
+// acknowledged events.
+func TestArchiveRefusesDamageBeforeLaterSegments(t *testing.T) {
+	dir := t.TempDir()
+	db := openTest(t, dir)
+	c, _ := db.Append([]engine.Record{{Seq: 1, Key: "c-1", Raw: []byte(`{"id":"e-1"}`)}})
+	c.Wait()
+	// As if the index write was lost: recovery must scan the chunk.
+	db.db.Delete(archiveKey(1), cpebble.Sync)
+	db.db.Set([]byte("marchive-end"), endValue(1, 0), cpebble.Sync)
+	db.Close()
+	archive := filepath.Join(dir, "archive")
+	// Flip a payload byte of segment 1 and add a segment 2.
+	b, err := os.ReadFile(segmentName(archive, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)-1] ^= 0xff
+	os.WriteFile(segmentName(archive, 1), b, 0o644)
+	os.WriteFile(segmentName(archive, 2), nil, 0o644)
+	if _, err := Open(dir, Options{CacheSize: 8 << 20}); err == nil || !strings.Contains(err.Error(), "damaged") {
+		t.Fatalf("Open over a damaged segment with a successor = %v, want a refusal naming the damage", err)
 	}
 }
