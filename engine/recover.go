@@ -17,6 +17,22 @@ func (e *Engine) recover() error {
 	if err != nil {
 		return fmt.Errorf("load checkpoint: %w", err)
 	}
+	// Twin state is saved without waiting for the archive's fsync. A crash
+	// of the process loses neither, but after a power loss the saved state
+	// may reflect events the archive never made durable (and were never
+	// acknowledged). Then everything derived is rebuilt from the archive.
+	last := e.seq.Load()
+	for _, m := range marks {
+		if m.Watermark > last || m.Reflects > last {
+			e.log.Warn("saved twin state is ahead of the archive (the machine lost writes); rebuilding every twin from the archive",
+				"partition", m.Partition, "watermark", m.Watermark, "reflects", m.Reflects, "archive_last_seq", last)
+			if err := e.store.ResetDerived(); err != nil {
+				return fmt.Errorf("reset derived state: %w", err)
+			}
+			marks = nil
+			break
+		}
+	}
 	for _, m := range marks {
 		if m.Partition < 0 || m.Partition >= len(e.parts) {
 			return fmt.Errorf("checkpoint names partition %d of %d", m.Partition, len(e.parts))

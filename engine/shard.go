@@ -94,6 +94,7 @@ type shard struct {
 	tlSpare   []TimelineEntry // the other buffer, reused
 	tlDone    chan error
 	newKeys   []string // twins created in this batch
+	reflects  uint64   // highest seq a saved snapshot holds
 	applied   uint64
 	recs      []Record
 	pend      []pending
@@ -582,6 +583,7 @@ type writtenTwin struct {
 // markWritten marks t persisted: clean, and with a snapshot in the store.
 func (s *shard) markWritten(w []writtenTwin, t *twin) []writtenTwin {
 	w = append(w, writtenTwin{t: t, since: t.dirtySince, wasStored: t.stored})
+	s.reflects = max(s.reflects, t.applied)
 	t.dirtySince = 0
 	if !t.stored {
 		t.stored = true
@@ -700,7 +702,8 @@ func (s *shard) finishTimelineRun(err error) error {
 func (s *shard) save(snaps []Snapshot, wm uint64) error {
 	marks := make([]PartitionMark, 0, len(s.parts))
 	for _, p := range s.parts {
-		marks = append(marks, PartitionMark{Partition: p.id, Watermark: max(wm, p.wm), Stored: p.stored})
+		pwm := max(wm, p.wm)
+		marks = append(marks, PartitionMark{Partition: p.id, Watermark: pwm, Stored: p.stored, Reflects: max(s.reflects, pwm)})
 	}
 	n := 0
 	for n < len(s.ids) && s.ids[n].seq <= wm {

@@ -29,6 +29,11 @@ type PartitionMark struct {
 	Partition int
 	Watermark uint64
 	Stored    int64
+	// Reflects is the highest seq any saved snapshot or id of the shard
+	// reflects. Twin state is saved without waiting for the archive's fsync,
+	// so after a power loss it may be ahead of the archive: Open compares
+	// this with the archive's last seq and rebuilds when it is.
+	Reflects uint64
 }
 
 // SeenIDs are event-id hashes of one partition, persisted so that a restart
@@ -87,6 +92,9 @@ type Store interface {
 	// ResetTwins deletes every snapshot and checkpoint (not the archive nor
 	// the schema versions), before a rebuild from the archive.
 	ResetTwins() error
+	// ResetDerived deletes everything derived from the archive: snapshots,
+	// checkpoints, seen ids, timeline runs and the key directory.
+	ResetDerived() error
 
 	// SaveSchema stores src as schema version v and makes it the active one.
 	SaveSchema(v int, src []byte) error

@@ -139,6 +139,11 @@ func (l *archiveLog) recoverTail(seg uint32, off int64) error {
 		if err != nil {
 			return err
 		}
+		if st, err := f.Stat(); err == nil && st.Size() < off {
+			// The index is ahead of the file: the machine lost writes that the
+			// index (synced by other Pebble writes) kept. Rescan the segment.
+			off = 0
+		}
 		end, torn, err := l.indexChunks(f, seg, off, b)
 		if err != nil {
 			f.Close()
@@ -170,7 +175,29 @@ func (l *archiveLog) recoverTail(seg uint32, off int64) error {
 	if err := b.Set([]byte("marchive-end"), endValue(l.seg, l.offset), nil); err != nil {
 		return err
 	}
+	if err := l.dropDangling(b); err != nil {
+		return err
+	}
 	return b.Commit(cpebble.Sync)
+}
+
+// dropDangling removes index entries that point past the archive's end, so
+// that no lost event is ever read or counted.
+func (l *archiveLog) dropDangling(b *cpebble.Batch) error {
+	it, err := l.db.NewIter(&cpebble.IterOptions{LowerBound: []byte{'a'}, UpperBound: []byte{'b'}})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for ok := it.First(); ok; ok = it.Next() {
+		seg, off, _, valid := parseIndexValue(it.Value())
+		if !valid || seg > l.seg || (seg == l.seg && off >= l.offset) {
+			if err := b.Delete(append([]byte(nil), it.Key()...), nil); err != nil {
+				return err
+			}
+		}
+	}
+	return it.Error()
 }
 
 // indexChunks indexes the whole chunks of f from off on and returns where

@@ -330,6 +330,7 @@ func (s *DB) SaveTwins(snaps []engine.Snapshot, marks []engine.PartitionMark, id
 	for _, m := range marks {
 		v := binary.AppendUvarint(nil, m.Watermark)
 		v = binary.AppendVarint(v, m.Stored)
+		v = binary.AppendUvarint(v, m.Reflects)
 		if err := b.Set(markKey(m.Partition), v, nil); err != nil {
 			return err
 		}
@@ -374,7 +375,11 @@ func (s *DB) LoadMarks() ([]engine.PartitionMark, error) {
 		if m <= 0 {
 			return nil, fmt.Errorf("corrupt partition mark %q", k)
 		}
-		out = append(out, engine.PartitionMark{Partition: int(k[1])<<8 | int(k[2]), Watermark: wm, Stored: stored})
+		reflects, r := binary.Uvarint(v[n+m:])
+		if r <= 0 {
+			return nil, fmt.Errorf("corrupt partition mark %q", k)
+		}
+		out = append(out, engine.PartitionMark{Partition: int(k[1])<<8 | int(k[2]), Watermark: wm, Stored: stored, Reflects: reflects})
 	}
 	return out, it.Error()
 }
@@ -402,6 +407,24 @@ func (s *DB) LoadIDs(fn func(engine.SeenIDs) error) error {
 		}
 	}
 	return it.Error()
+}
+
+// ResetDerived implements engine.Store.
+func (s *DB) ResetDerived() error {
+	b := s.db.NewBatch()
+	defer b.Close()
+	for _, r := range [][2]byte{{'d', 'e'}, {'k', 'l'}, {'s', 'u'}, {'w', 'x'}} { // 's'..'u' covers 't' runs
+		if err := b.DeleteRange([]byte{r[0]}, []byte{r[1]}, nil); err != nil {
+			return err
+		}
+	}
+	if err := b.Commit(cpebble.Sync); err != nil {
+		return err
+	}
+	s.tl.mu.Lock()
+	s.tl.runs = nil
+	s.tl.mu.Unlock()
+	return nil
 }
 
 // ResetTwins implements engine.Store.
