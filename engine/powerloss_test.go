@@ -23,6 +23,9 @@ func TestPowerLossBeforeArchiveSync(t *testing.T) {
 	dir := t.TempDir()
 	opts := engine.Options{Shards: 1}
 	h := openHarness(t, dir, opts)
+	// Lineage must survive the rebuild: the profile's source is the
+	// ingestion channel's ("test"), not a field of the event.
+	h.ingest(`{"id":"p-1","type":"profile","customer_id":"c-0","time":"2026-11-01T00:00:00Z","name":"Ada"}`)
 	for batch := range 3 {
 		var lines []string
 		for i := range 50 {
@@ -44,10 +47,10 @@ func TestPowerLossBeforeArchiveSync(t *testing.T) {
 	for off := 0; off < len(b); off += 8 + int(binary.BigEndian.Uint32(b[off:])) {
 		starts = append(starts, off)
 	}
-	if len(starts) != 3 {
-		t.Fatalf("archive has %d chunks, want 3 (one per batch)", len(starts))
+	if len(starts) != 4 {
+		t.Fatalf("archive has %d chunks, want 4 (the profile, then one per batch)", len(starts))
 	}
-	if err := os.Truncate(seg, int64(starts[2])); err != nil {
+	if err := os.Truncate(seg, int64(starts[3])); err != nil {
 		t.Fatal(err)
 	}
 
@@ -58,10 +61,17 @@ func TestPowerLossBeforeArchiveSync(t *testing.T) {
 		if got := h.twin(key).Aggregates["purchases_total"]; got != int64(20) {
 			t.Errorf("%s purchases_total = %v, want 20 (only the 100 events the archive kept)", key, got)
 		}
-		recs, err := h.e.Timeline(key, time.Time{}, testNow.Add(time.Hour), 1000)
-		if err != nil || len(recs) != 20 {
-			t.Errorf("%s timeline: %d events, %v; want 20", key, len(recs), err)
+		want := 20
+		if k == 0 {
+			want++ // the profile
 		}
+		recs, err := h.e.Timeline(key, time.Time{}, testNow.Add(time.Hour), 1000)
+		if err != nil || len(recs) != want {
+			t.Errorf("%s timeline: %d events, %v; want %d", key, len(recs), err, want)
+		}
+	}
+	if a := h.twin("c-0").Attributes["name"]; a.Value != "Ada" || a.Source != "test" || a.EventID != "p-1" {
+		t.Errorf("after the rebuild name = %+v, want Ada from p-1 via test (lineage as ingested)", a)
 	}
 	res := h.ingest(
 		purchase("e-120", "c-0", testNow.Add(-120*time.Minute), 1), // lost: must count again

@@ -108,6 +108,7 @@ func (e *Engine) replay(from uint64) (applied, invalid int, err error) {
 		raw     []byte   // the records, back to back
 		ends    []int    // end offset of each record in raw
 		seqs    []uint64 // their seqs
+		sources []string // their lineage sources
 		b       ingest.Batch
 		invalid int
 		decoded chan struct{}
@@ -130,6 +131,7 @@ func (e *Engine) replay(from uint64) (applied, invalid int, err error) {
 				start := 0
 				kept := c.seqs[:0]
 				for i, end := range c.ends {
+					dec.SetSource(c.sources[i]) // lineage as it was when the event arrived
 					if !dec.Decode(c.raw[start:end], &c.b) {
 						c.invalid++
 						if logged.Add(1) <= 10 {
@@ -199,6 +201,7 @@ func (e *Engine) replay(from uint64) (applied, invalid int, err error) {
 	}()
 
 	var all []*chunk
+	sources := map[string]string{} // few distinct values; one copy each
 	cur := &chunk{decoded: make(chan struct{})}
 	send := func() {
 		all = append(all, cur)
@@ -213,6 +216,7 @@ func (e *Engine) replay(from uint64) (applied, invalid int, err error) {
 		cur.raw = append(cur.raw, r.Raw...) // Raw is only valid during the call
 		cur.ends = append(cur.ends, len(cur.raw))
 		cur.seqs = append(cur.seqs, r.Seq)
+		cur.sources = append(cur.sources, internSource(sources, r.Source))
 		if len(cur.ends) >= chunkEvents {
 			send()
 		}
@@ -233,4 +237,12 @@ func (e *Engine) replay(from uint64) (applied, invalid int, err error) {
 		return applied, invalid, fmt.Errorf("replay archive: %w", err)
 	}
 	return applied, invalid, derr
+}
+
+func internSource(m map[string]string, s string) string {
+	if c, ok := m[s]; ok {
+		return c
+	}
+	m[s] = s
+	return s
 }

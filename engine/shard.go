@@ -232,7 +232,7 @@ func (s *shard) process(jobs []*job) {
 				continue
 			}
 			res.Status = twinhub.Accepted
-			recs = append(recs, Record{Partition: int(p.id), Time: ev.Time, Key: ev.Key, Raw: ev.Raw})
+			recs = append(recs, Record{Partition: int(p.id), Time: ev.Time, Key: ev.Key, Source: ev.Source, Raw: ev.Raw})
 			pend = append(pend, pending{ev: ev, p: p, from: j, id: h})
 		}
 	}

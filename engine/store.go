@@ -6,6 +6,7 @@ type Record struct {
 	Partition int
 	Time      int64 // event time, unix ns
 	Key       string
+	Source    string // lineage: the event's source, or its ingestion channel's
 	Raw       []byte // the event as received
 }
 

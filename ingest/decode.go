@@ -82,6 +82,10 @@ func NewDecoder(s *schema.Schema, now func() time.Time, source string) *Decoder 
 	return &Decoder{s: s, now: now, source: source}
 }
 
+// SetSource changes the lineage recorded for events that do not name their
+// own source (replay restores each archived event's).
+func (d *Decoder) SetSource(source string) { d.source = source }
+
 // Schema returns the schema the decoder validates against.
 func (d *Decoder) Schema() *schema.Schema { return d.s }
 

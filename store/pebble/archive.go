@@ -28,7 +28,8 @@ import (
 // one.
 //
 // A chunk on disk: length(4) crc32c(4) payload, where the payload is
-// first-seq(8) count(uvarint) and the records as chunkReader reads them.
+// first-seq(8) count(uvarint) and the records as chunkReader reads them:
+// partition, event time, key, source (lineage), raw event.
 
 const (
 	segmentBytes = 256 << 20
@@ -466,7 +467,7 @@ func encodeChunks(recs []engine.Record) []*pendingChunk {
 	for i := 0; i < len(recs); {
 		j, size := i, 0
 		for j < len(recs) && (j == i || (recs[j].Seq == recs[j-1].Seq+1 && size < chunkBytes)) {
-			size += len(recs[j].Key) + len(recs[j].Raw) + 16
+			size += len(recs[j].Key) + len(recs[j].Source) + len(recs[j].Raw) + 20
 			j++
 		}
 		data := make([]byte, chunkHeader, chunkHeader+size+16)
@@ -478,6 +479,8 @@ func encodeChunks(recs []engine.Record) []*pendingChunk {
 			data = binary.AppendVarint(data, r.Time)
 			data = binary.AppendUvarint(data, uint64(len(r.Key)))
 			data = append(data, r.Key...)
+			data = binary.AppendUvarint(data, uint64(len(r.Source)))
+			data = append(data, r.Source...)
 			data = binary.AppendUvarint(data, uint64(len(r.Raw)))
 			data = append(data, r.Raw...)
 		}

@@ -226,6 +226,12 @@ func (c *chunkReader) next() (engine.Record, bool, error) {
 	}
 	r.Partition, r.Time, r.Key = int(p), t, string(c.v[n:n+int(kl)])
 	c.v = c.v[n+int(kl):]
+	sl, n := binary.Uvarint(c.v)
+	if n <= 0 || uint64(len(c.v)-n) < sl {
+		return bad()
+	}
+	r.Source = string(c.v[n : n+int(sl)])
+	c.v = c.v[n+int(sl):]
 	rl, n := binary.Uvarint(c.v)
 	if n <= 0 || uint64(len(c.v)-n) < rl {
 		return bad()
