@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -184,5 +185,28 @@ func BenchmarkDecode(b *testing.B) {
 			batch.Reset()
 		}
 		d.Decode(rec, &batch)
+	}
+}
+
+// TestParseUTCMatchesTimePackage compares the hand-written calendar
+// arithmetic with time.Date across centuries, leap days and month ends.
+func TestParseUTCMatchesTimePackage(t *testing.T) {
+	for y := 1700; y <= 2200; y += 7 {
+		for m := 1; m <= 12; m++ {
+			for _, d := range []int{1, 15, 28, 29, 30, 31} {
+				want := time.Date(y, time.Month(m), d, 13, 59, 7, 123456000, time.UTC)
+				s := fmt.Sprintf("%04d-%02d-%02dT13:59:07.123456Z", y, m, d)
+				got, ok := parseUTC([]byte(s))
+				if want.Day() != d { // not a date: must be refused
+					if ok {
+						t.Errorf("parseUTC(%s) accepted an impossible date", s)
+					}
+					continue
+				}
+				if !ok || !got.Equal(want) {
+					t.Errorf("parseUTC(%s) = %v, %v; want %v", s, got, ok, want)
+				}
+			}
+		}
 	}
 }
