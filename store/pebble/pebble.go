@@ -7,6 +7,7 @@
 //	'a' seq(8)                          archive index: where the chunk from seq on lies (archive.go)
 //	't' run(8) key                      timeline run: the twin's (time, seq) pairs in that run
 //	'k' key                             twin directory entry (empty value)
+//	'r' run(8)                          a timeline run's size in twin keys
 //	's' key                             twin snapshot
 //	'w' partition(2)                    partition mark: watermark, stored twins
 //	'd' n(8)                            a batch of seen event-id hashes
@@ -419,7 +420,7 @@ func (s *DB) LoadIDs(fn func(engine.SeenIDs) error) error {
 func (s *DB) ResetDerived() error {
 	b := s.db.NewBatch()
 	defer b.Close()
-	for _, r := range [][2]byte{{'d', 'e'}, {'k', 'l'}, {'s', 'u'}, {'w', 'x'}} { // 's'..'u' covers 't' runs
+	for _, r := range [][2]byte{{'d', 'e'}, {'k', 'l'}, {'r', 'u'}, {'w', 'x'}} { // 'r'..'u': run sizes, snapshots, runs
 		if err := b.DeleteRange([]byte{r[0]}, []byte{r[1]}, nil); err != nil {
 			return err
 		}

@@ -236,3 +236,83 @@ func TestArchiveRefusesDamageBeforeLaterSegments(t *testing.T) {
 		t.Fatalf("Open over a damaged segment with a successor = %v, want a refusal naming the damage", err)
 	}
 }
+
+// TestTimelineRunsMerge writes many small runs: they must be merged down to
+// at most maxRuns, and every twin's timeline must still hold each of its
+// events exactly once, in time order, also after a restart.
+func TestTimelineRunsMerge(t *testing.T) {
+	dir := t.TempDir()
+	db := openTest(t, dir)
+	rng := rand.New(rand.NewPCG(9, 9))
+	var recs []engine.Record
+	want := map[string][]int64{}
+	for i := range 2000 {
+		key := fmt.Sprintf("k%d", rng.IntN(30))
+		at := int64(rng.IntN(1_000_000)) * 1e6
+		recs = append(recs, engine.Record{Seq: uint64(i + 1), Key: key, Time: at, Raw: []byte(fmt.Sprintf(`{"n":%d}`, i))})
+		want[key] = append(want[key], at)
+	}
+	c, _ := db.Append(recs)
+	if err := c.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	// A reader runs throughout: merges must never hide or break entries.
+	stop := make(chan struct{})
+	readerDone := make(chan error, 1)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				readerDone <- nil
+				return
+			default:
+			}
+			if err := db.Timeline("k1", 0, 1<<62, func(engine.Record) bool { return true }); err != nil {
+				readerDone <- err
+				return
+			}
+		}
+	}()
+	for i := 0; i < len(recs); i += 50 { // 40 runs
+		var tl []engine.TimelineEntry
+		for _, r := range recs[i : i+50] {
+			tl = append(tl, engine.TimelineEntry{Key: r.Key, Time: r.Time, Seq: r.Seq})
+		}
+		if i == 500 {
+			tl = append(tl, engine.TimelineEntry{Key: recs[0].Key, Time: recs[0].Time, Seq: recs[0].Seq}) // handed over twice
+		}
+		if err := db.WriteTimeline(tl); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(stop)
+	if err := <-readerDone; err != nil {
+		t.Fatalf("a timeline read during merges failed: %v", err)
+	}
+	check := func(when string) {
+		t.Helper()
+		db.tl.mu.RLock()
+		n := len(db.tl.runs)
+		db.tl.mu.RUnlock()
+		if n > maxRuns {
+			t.Errorf("%s: %d runs, want at most %d", when, n, maxRuns)
+		}
+		for key, times := range want {
+			var got []int64
+			err := db.Timeline(key, 0, 1<<62, func(r engine.Record) bool { got = append(got, r.Time); return true })
+			if err != nil {
+				t.Fatal(err)
+			}
+			w := slices.Clone(times)
+			slices.Sort(w)
+			if !slices.Equal(got, w) {
+				t.Errorf("%s: timeline of %s has %d events, want %d (in time order, once each)", when, key, len(got), len(w))
+			}
+		}
+	}
+	check("after merging")
+	db.Close()
+	db = openTest(t, dir)
+	defer db.Close()
+	check("after a restart")
+}

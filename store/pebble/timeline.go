@@ -21,14 +21,33 @@ import (
 // Written as one random key per event it would cost more in LSM compaction
 // than the whole rest of ingestion, so the engine hands it over in sorted
 // runs instead: each run becomes one SST under a fresh run number, which
-// overlaps no other file and is ingested without compaction. A read seeks the
-// key in every run. Runs are few (one per TimelineRun events per shard).
+// overlaps no other file and is ingested without compaction. A read looks the
+// key up in every run, so runs are merged in the background, size-tiered:
+// whenever there are more than maxRuns, the mergeRuns smallest become one.
+// A crash during a merge leaves the same entries in two runs, which readers
+// already drop as duplicates.
+
+const (
+	maxRuns   = 16
+	mergeRuns = 8
+)
 
 type timelineRuns struct {
-	mu   sync.Mutex
-	runs []uint64
-	next uint64
+	// mu guards runs; a reader holds it shared for all its lookups, so a
+	// merge never deletes a run while a reader still has it to look at.
+	mu      sync.RWMutex
+	runs    []runInfo
+	next    uint64
+	merging sync.Mutex
 }
+
+// runInfo is a run and its number of twin keys, the measure of its size.
+type runInfo struct {
+	id   uint64
+	keys int64
+}
+
+func runSizeKey(run uint64) []byte { return binary.BigEndian.AppendUint64([]byte{'r'}, run) }
 
 func (s *DB) loadRuns() error {
 	it, err := s.db.NewIter(&cpebble.IterOptions{LowerBound: []byte{'t'}, UpperBound: []byte{'u'}})
@@ -42,7 +61,14 @@ func (s *DB) loadRuns() error {
 			return fmt.Errorf("corrupt timeline key %x", k)
 		}
 		run := binary.BigEndian.Uint64(k[1:9])
-		s.tl.runs = append(s.tl.runs, run)
+		var keys int64
+		if v, ok, err := getValue(s.db, runSizeKey(run)); err != nil {
+			return err
+		} else if ok {
+			n, _ := binary.Uvarint(v)
+			keys = int64(n)
+		}
+		s.tl.runs = append(s.tl.runs, runInfo{id: run, keys: keys})
 		s.tl.next = run + 1
 		ok = it.SeekGE(binary.BigEndian.AppendUint64([]byte{'t'}, run+1))
 	}
@@ -56,21 +82,12 @@ func (s *DB) WriteTimeline(entries []engine.TimelineEntry) error {
 		return nil
 	}
 	groupByKey(entries)
-	s.tl.mu.Lock()
-	run := s.tl.next
-	s.tl.next++
-	s.tl.mu.Unlock()
-
-	path := filepath.Join(s.dir, fmt.Sprintf("timeline-run-%d.sst", run))
-	f, err := vfs.Default.Create(path, vfs.WriteCategoryUnspecified)
-	if err != nil {
-		return fmt.Errorf("create timeline run: %w", err)
-	}
-	wo := s.opts.MakeWriterOptions(6, s.db.TableFormat())
-	wo.FilterPolicy = nil // a run is read by point lookups, one per run, rarely
-	w := sstable.NewWriter(objstorageprovider.NewFileWritable(f), wo)
-	var k, v []byte
-	for i := 0; i < len(entries); {
+	i := 0
+	var v []byte
+	next := func() (string, []byte, bool) {
+		if i == len(entries) {
+			return "", nil, false
+		}
 		j := i + 1
 		for j < len(entries) && entries[j].Key == entries[i].Key {
 			j++
@@ -80,26 +97,156 @@ func (s *DB) WriteTimeline(entries []engine.TimelineEntry) error {
 			v = binary.AppendVarint(v, e.Time)
 			v = binary.AppendUvarint(v, e.Seq)
 		}
-		k = appendRunKey(k[:0], run, entries[i].Key)
+		key := entries[i].Key
+		i = j
+		return key, v, true
+	}
+	if _, err := s.writeRun(next); err != nil {
+		return err
+	}
+	return s.maybeMergeRuns()
+}
+
+// writeRun writes the (key, value) pairs next yields, in key order, as a new
+// run, ingests it and records its size.
+func (s *DB) writeRun(next func() (string, []byte, bool)) (runInfo, error) {
+	s.tl.mu.Lock()
+	run := runInfo{id: s.tl.next}
+	s.tl.next++
+	s.tl.mu.Unlock()
+
+	path := filepath.Join(s.dir, fmt.Sprintf("timeline-run-%d.sst", run.id))
+	f, err := vfs.Default.Create(path, vfs.WriteCategoryUnspecified)
+	if err != nil {
+		return run, fmt.Errorf("create timeline run: %w", err)
+	}
+	wo := s.opts.MakeWriterOptions(6, s.db.TableFormat())
+	wo.FilterPolicy = nil // a run is read by point lookups, one per run, rarely
+	w := sstable.NewWriter(objstorageprovider.NewFileWritable(f), wo)
+	var k []byte
+	for {
+		key, v, ok := next()
+		if !ok {
+			break
+		}
+		k = appendRunKey(k[:0], run.id, key)
 		if err := w.Set(k, v); err != nil {
 			w.Close()
 			os.Remove(path)
-			return fmt.Errorf("write timeline run: %w", err)
+			return run, fmt.Errorf("write timeline run: %w", err)
 		}
-		i = j
+		run.keys++
 	}
 	if err := w.Close(); err != nil {
 		os.Remove(path)
-		return fmt.Errorf("write timeline run: %w", err)
+		return run, fmt.Errorf("write timeline run: %w", err)
 	}
 	if err := s.db.Ingest(context.Background(), []string{path}); err != nil {
 		os.Remove(path)
-		return fmt.Errorf("ingest timeline run: %w", err)
+		return run, fmt.Errorf("ingest timeline run: %w", err)
+	}
+	if err := s.db.Set(runSizeKey(run.id), binary.AppendUvarint(nil, uint64(run.keys)), cpebble.NoSync); err != nil {
+		return run, err
 	}
 	s.tl.mu.Lock()
 	s.tl.runs = append(s.tl.runs, run)
 	s.tl.mu.Unlock()
-	return nil
+	return run, nil
+}
+
+// maybeMergeRuns merges the smallest runs while there are too many. Only one
+// merge runs at a time; a caller that finds one running leaves it the work.
+func (s *DB) maybeMergeRuns() error {
+	if !s.tl.merging.TryLock() {
+		return nil
+	}
+	defer s.tl.merging.Unlock()
+	for {
+		s.tl.mu.RLock()
+		n := len(s.tl.runs)
+		picked := slices.Clone(s.tl.runs)
+		s.tl.mu.RUnlock()
+		if n <= maxRuns {
+			return nil
+		}
+		slices.SortStableFunc(picked, func(a, b runInfo) int { return cmp.Compare(a.keys, b.keys) })
+		if err := s.mergeRuns(picked[:mergeRuns]); err != nil {
+			return fmt.Errorf("merge timeline runs: %w", err)
+		}
+	}
+}
+
+// mergeRuns writes the union of runs as one new run, then drops them.
+func (s *DB) mergeRuns(runs []runInfo) error {
+	its := make([]*cpebble.Iterator, 0, len(runs))
+	defer func() {
+		for _, it := range its {
+			it.Close()
+		}
+	}()
+	for _, r := range runs {
+		lo := binary.BigEndian.AppendUint64([]byte{'t'}, r.id)
+		hi := binary.BigEndian.AppendUint64([]byte{'t'}, r.id+1)
+		it, err := s.db.NewIter(&cpebble.IterOptions{LowerBound: lo, UpperBound: hi})
+		if err != nil {
+			return err
+		}
+		it.First()
+		its = append(its, it)
+	}
+	var v []byte
+	var iterErr error
+	next := func() (string, []byte, bool) {
+		// The smallest twin key among the runs' current keys, and every
+		// run's pairs for it, concatenated (the reader sorts them).
+		var min []byte
+		for _, it := range its {
+			if it.Valid() && (min == nil || string(it.Key()[9:]) < string(min)) {
+				min = it.Key()[9:]
+			}
+		}
+		if min == nil {
+			return "", nil, false
+		}
+		key := string(min)
+		v = v[:0]
+		for _, it := range its {
+			if it.Valid() && string(it.Key()[9:]) == key {
+				v = append(v, it.Value()...)
+				it.Next()
+				if err := it.Error(); err != nil && iterErr == nil {
+					iterErr = err
+				}
+			}
+		}
+		return key, v, true
+	}
+	if _, err := s.writeRun(next); err != nil {
+		return err
+	}
+	if iterErr != nil {
+		return iterErr
+	}
+	// Readers hold mu shared while they look runs up: once this swap is
+	// done no reader can still be using the merged runs.
+	s.tl.mu.Lock()
+	s.tl.runs = slices.DeleteFunc(s.tl.runs, func(r runInfo) bool {
+		return slices.ContainsFunc(runs, func(m runInfo) bool { return m.id == r.id })
+	})
+	s.tl.mu.Unlock()
+	b := s.db.NewBatch()
+	defer b.Close()
+	for _, r := range runs {
+		lo := binary.BigEndian.AppendUint64([]byte{'t'}, r.id)
+		hi := binary.BigEndian.AppendUint64([]byte{'t'}, r.id+1)
+		if err := b.DeleteRange(lo, hi, nil); err != nil {
+			return err
+		}
+		if err := b.Delete(runSizeKey(r.id), nil); err != nil {
+			return err
+		}
+	}
+	return b.Commit(cpebble.NoSync)
 }
 
 func appendRunKey(dst []byte, run uint64, key string) []byte {
@@ -111,9 +258,8 @@ func appendRunKey(dst []byte, run uint64, key string) []byte {
 // Timeline implements engine.Store: the entries of key with from <= time <
 // to from every run, merged by (time, seq) with duplicates dropped.
 func (s *DB) Timeline(key string, from, to int64, fn func(engine.Record) bool) error {
-	s.tl.mu.Lock()
+	s.tl.mu.RLock()
 	runs := slices.Clone(s.tl.runs)
-	s.tl.mu.Unlock()
 	type ref struct {
 		time int64
 		seq  uint64
@@ -121,19 +267,22 @@ func (s *DB) Timeline(key string, from, to int64, fn func(engine.Record) bool) e
 	var refs []ref
 	var k []byte
 	for _, run := range runs {
-		k = appendRunKey(k[:0], run, key)
+		k = appendRunKey(k[:0], run.id, key)
 		v, ok, err := getValue(s.db, k)
 		if err != nil {
+			s.tl.mu.RUnlock()
 			return err
 		}
 		for ok && len(v) > 0 {
 			t, n := binary.Varint(v)
 			if n <= 0 {
-				return fmt.Errorf("corrupt timeline run %d entry for %q", run, key)
+				s.tl.mu.RUnlock()
+				return fmt.Errorf("corrupt timeline run %d entry for %q", run.id, key)
 			}
 			seq, m := binary.Uvarint(v[n:])
 			if m <= 0 {
-				return fmt.Errorf("corrupt timeline run %d entry for %q", run, key)
+				s.tl.mu.RUnlock()
+				return fmt.Errorf("corrupt timeline run %d entry for %q", run.id, key)
 			}
 			v = v[n+m:]
 			if t >= from && t < to {
@@ -141,13 +290,14 @@ func (s *DB) Timeline(key string, from, to int64, fn func(engine.Record) bool) e
 			}
 		}
 	}
+	s.tl.mu.RUnlock()
 	slices.SortFunc(refs, func(a, b ref) int {
 		if c := cmp.Compare(a.time, b.time); c != 0 {
 			return c
 		}
 		return cmp.Compare(a.seq, b.seq)
 	})
-	refs = slices.Compact(refs) // the same event handed over twice (replayed after a crash)
+	refs = slices.Compact(refs) // the same event handed over twice (replayed after a crash, or merged)
 	for _, r := range refs {
 		rec, err := s.readRecord(r.seq)
 		if err != nil {
