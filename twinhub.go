@@ -3,7 +3,10 @@
 // standard library only; engines, stores and transports build on it.
 package twinhub
 
-import "fmt"
+import (
+	"errors"
+	"fmt"
+)
 
 // Error codes. Only the HTTP layer maps them to status codes, in one place.
 const (
@@ -48,7 +51,7 @@ func ErrorCode(err error) string {
 		return ""
 	}
 	var e *Error
-	if asError(err, &e) {
+	if errors.As(err, &e) {
 		return e.Code
 	}
 	return EINTERNAL
@@ -61,7 +64,7 @@ func ErrorMessage(err error) string {
 		return ""
 	}
 	var e *Error
-	if asError(err, &e) {
+	if errors.As(err, &e) {
 		return e.Error()
 	}
 	return "internal error"

@@ -186,6 +186,9 @@ func (l *Layout) Len() int { return len(l.specs) }
 // Spec returns aggregate i's Spec with its defaults filled in.
 func (l *Layout) Spec(i int) Spec { return l.specs[i] }
 
+// Kind returns aggregate i's kind without copying its Spec (hot path).
+func (l *Layout) Kind(i int) Kind { return l.specs[i].Kind }
+
 // New returns the State of a twin that has seen no events.
 func (l *Layout) New() State {
 	var s State

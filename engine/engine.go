@@ -3,7 +3,6 @@ package engine
 import (
 	"context"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"runtime"
 	"strconv"
@@ -220,10 +219,14 @@ func (e *Engine) PartitionOf(key string) int {
 	return int(xxhash.Sum64String(key) % uint64(len(e.parts)))
 }
 
+// idHashOf hashes an event id twice, independently: xxhash for the set's
+// slot and FNV-1a, written inline, as the check.
 func idHashOf(id string) IDHash {
-	f := fnv.New32a()
-	f.Write([]byte(id))
-	return IDHash{H: xxhash.Sum64String(id), Check: f.Sum32()}
+	check := uint32(2166136261)
+	for i := 0; i < len(id); i++ {
+		check = (check ^ uint32(id[i])) * 16777619
+	}
+	return IDHash{H: xxhash.Sum64String(id), Check: check}
 }
 
 // Ingest archives and applies the events of b, which must have been decoded

@@ -38,7 +38,7 @@ func (e *Engine) recover() error {
 			return fmt.Errorf("checkpoint names partition %d of %d", m.Partition, len(e.parts))
 		}
 		p := e.parts[m.Partition]
-		p.wm, p.applied, p.stored = m.Watermark, m.Watermark, m.Stored
+		p.wm, p.stored = m.Watermark, m.Stored
 		p.shard.twins.Add(m.Stored)
 	}
 	ids := 0
@@ -58,7 +58,7 @@ func (e *Engine) recover() error {
 	}
 	for _, sh := range e.shards {
 		for _, p := range sh.parts {
-			sh.applied = max(sh.applied, p.applied)
+			sh.applied = max(sh.applied, p.wm)
 		}
 	}
 	from := ^uint64(0)

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"cmp"
+	"encoding/binary"
 	"fmt"
 	"math"
 	"slices"
@@ -26,7 +27,6 @@ type partition struct {
 	seen      idSet  // ids of archived events
 	stored    int64  // twins with a snapshot in the store
 	hotStored int64  // of which hot
-	applied   uint64 // highest seq applied
 	wm        uint64 // persisted watermark
 }
 
@@ -344,9 +344,6 @@ func (s *shard) apply(sc *schema.Schema, p *partition, ev *twinhub.Event, seq ui
 	if err != nil {
 		return err
 	}
-	if seq > p.applied {
-		p.applied = seq
-	}
 	if seq > s.applied {
 		s.applied = seq
 	}
@@ -383,14 +380,16 @@ func (s *shard) apply(sc *schema.Schema, p *partition, ev *twinhub.Event, seq ui
 				continue
 			}
 			in.Num = v.Num
-			switch l.Spec(f.Agg).Kind {
+			switch l.Kind(f.Agg) {
 			case agg.TopK:
 				in.Str = s.internString(v.Str)
 			case agg.Distinct:
 				if v.Type == twinhub.TypeString || v.Type == twinhub.TypeEnum {
 					in.Hash = xxhash.Sum64String(v.Str)
 				} else {
-					in.Hash = xxhash.Sum64(float64Bytes(v.Num))
+					var b [8]byte
+					binary.LittleEndian.PutUint64(b[:], math.Float64bits(v.Num))
+					in.Hash = xxhash.Sum64(b[:])
 				}
 			}
 		}
@@ -423,15 +422,6 @@ func (s *shard) apply(sc *schema.Schema, p *partition, ev *twinhub.Event, seq ui
 		t.size = nb
 	}
 	return nil
-}
-
-func float64Bytes(f float64) []byte {
-	b := make([]byte, 8)
-	u := math.Float64bits(f)
-	for i := range b {
-		b[i] = byte(u >> (8 * i))
-	}
-	return b
 }
 
 // internString returns a heap copy of v shared by every twin of the shard,

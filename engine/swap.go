@@ -61,7 +61,7 @@ func (e *Engine) SetSchema(src []byte) (*schema.Schema, SwapReport, error) {
 		sh.twins.Store(0)
 		for _, p := range sh.parts {
 			p.twins = make(map[string]*twin)
-			p.stored, p.hotStored, p.applied, p.wm = 0, 0, 0, 0
+			p.stored, p.hotStored, p.wm = 0, 0, 0
 		}
 		sh.mu.Unlock()
 	}

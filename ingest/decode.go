@@ -69,7 +69,6 @@ type Decoder struct {
 	// fields are kept and the time bounds are not enforced, so that events
 	// accepted under an earlier schema version are re-read as they were.
 	Replay   bool
-	seen     []bool // scratch: which declared fields a record set
 	batchNow time.Time
 	inBatch  bool
 }

@@ -31,7 +31,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync/atomic"
-	"time"
 
 	cpebble "github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
@@ -82,17 +81,9 @@ func Open(dir string, o Options) (*DB, error) {
 	}
 	for i := range opts.Levels {
 		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
-		// MinLZ compresses JSON about as well as Snappy at a fraction of the
-		// CPU; on two cores the archive's compression was a fifth of flushing.
+		// MinLZ compresses about as well as Snappy for less CPU, which is
+		// what two cores run short of.
 		opts.Levels[i].Compression = func() *sstable.CompressionProfile { return sstable.FastestCompression }
-	}
-	// Archive chunks go to blob files: compactions then move references, not
-	// the events, which otherwise cost more CPU than ingestion itself.
-	opts.Experimental.ValueSeparationPolicy = func() cpebble.ValueSeparationPolicy {
-		return cpebble.ValueSeparationPolicy{
-			Enabled: true, MinimumSize: 4 << 10, MaxBlobReferenceDepth: 10,
-			RewriteMinimumAge: time.Hour, TargetGarbageRatio: 0.5,
-		}
 	}
 	opts.EnsureDefaults()
 	db, err := cpebble.Open(dir, opts)
@@ -485,20 +476,6 @@ func (s *DB) ActiveSchema() (int, []byte, error) {
 
 // Schema implements engine.Store.
 func (s *DB) Schema(v int) ([]byte, bool, error) { return s.get(schemaKey(v)) }
-
-// Schemas returns every stored schema version number, ascending.
-func (s *DB) Schemas() ([]int, error) {
-	it, err := s.db.NewIter(&cpebble.IterOptions{LowerBound: []byte{'v'}, UpperBound: []byte{'w'}})
-	if err != nil {
-		return nil, err
-	}
-	defer it.Close()
-	var out []int
-	for ok := it.First(); ok; ok = it.Next() {
-		out = append(out, int(binary.BigEndian.Uint32(it.Key()[1:])))
-	}
-	return out, it.Error()
-}
 
 // Meta implements engine.Store.
 func (s *DB) Meta(name string) ([]byte, bool, error) { return s.get(append([]byte{'m'}, name...)) }

@@ -1,5 +1,0 @@
-package twinhub
-
-import "errors"
-
-func asError(err error, target **Error) bool { return errors.As(err, target) }
