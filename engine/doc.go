@@ -26,6 +26,12 @@
 // snapshot may be written at any time (eviction included) without an event
 // ever being applied twice. Twins themselves load lazily from their snapshots.
 //
+// Snapshots are saved without waiting for the archive's fsync. A crashed
+// process loses neither, but after a power loss the saved state may be ahead
+// of the archive; marks record the highest seq any saved state reflects, and
+// Open rebuilds everything derived from the archive when that exceeds the
+// archive's last durable seq.
+//
 // # Hot and cold twins
 //
 // Twins live in memory up to Options.MemoryBudget; beyond it a shard evicts

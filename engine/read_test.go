@@ -115,3 +115,37 @@ func TestSchemaSwapBackfills(t *testing.T) {
 		t.Errorf("big_spend = %v, want 82", got)
 	}
 }
+
+// TestEventClock replays history from 1997: with the engine's clock at the
+// newest event time, windows are relative to the data, not to today.
+func TestEventClock(t *testing.T) {
+	old := time.Date(1997, 6, 30, 12, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name       string
+		eventClock bool
+		want30d    float64
+	}{
+		{"event clock: windows follow the data", true, 15},
+		{"wall clock: 1997 is outside every window", false, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := openHarness(t, t.TempDir(), engine.Options{EventClock: tc.eventClock})
+			defer h.close()
+			h.ingest(
+				purchase("e-1", "c-1", old.Add(-60*24*time.Hour), 100), // 60 days before the newest: out of 30d
+				purchase("e-2", "c-1", old.Add(-2*24*time.Hour), 10),
+				purchase("e-3", "c-1", old, 5),
+			)
+			v := h.twin("c-1")
+			if got := v.Aggregates["spend_30d"]; got != tc.want30d {
+				t.Errorf("spend_30d = %v, want %v", got, tc.want30d)
+			}
+			if got := v.Aggregates["spend_total"]; got != 115.0 {
+				t.Errorf("spend_total = %v, want 115", got)
+			}
+			if tc.eventClock && !h.e.Now().Equal(old) {
+				t.Errorf("engine clock = %v, want the newest event time %v", h.e.Now(), old)
+			}
+		})
+	}
+}
