@@ -38,12 +38,15 @@ func ParseFieldType(s string) (FieldType, bool) {
 // live in Num; strings and enums in Str. Times are unix microseconds, which a
 // float64 holds exactly (nanoseconds would not fit its 53-bit mantissa), so
 // time-valued fields and aggregates keep microsecond precision. A zero Value
-// with Set false means the field was absent.
+// with Set false means the field was absent. Null is set, with Set false,
+// when the field was sent as an explicit null: it clears the attribute it
+// feeds instead of leaving it alone.
 type Value struct {
 	Str  string
 	Num  float64
 	Type FieldType
 	Set  bool
+	Null bool
 }
 
 // Time returns a TypeTime value as a time.Time in UTC.
@@ -83,8 +86,12 @@ type Event struct {
 	Key    string
 	Time   int64 // event time, unix nanoseconds
 	Source string
-	Vals   []Value
-	Raw    []byte
+	// Position orders changes of the same thing beyond their event time, such
+	// as a database log position from change data capture; 0 when unknown.
+	// Attributes keep the value with the greatest position (see engine).
+	Position int64
+	Vals     []Value
+	Raw      []byte
 }
 
 // Status is the outcome of one ingested record.
