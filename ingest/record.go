@@ -1,0 +1,71 @@
+package ingest
+
+// FormatKind is the shape of a source's input.
+type FormatKind uint8
+
+// Input formats. See docs/mappings.md.
+const (
+	FormatCSV      FormatKind = iota + 1 // RFC 4180 with options
+	FormatNDJSON                         // one JSON object per line
+	FormatJSON                           // an array of objects, one object, or NDJSON (sniffed)
+	FormatDebezium                       // Debezium change events as JSON (one per line or an array)
+)
+
+var formatNames = [...]string{FormatCSV: "csv", FormatNDJSON: "ndjson", FormatJSON: "json", FormatDebezium: "debezium"}
+
+func (k FormatKind) String() string {
+	if int(k) < len(formatNames) && formatNames[k] != "" {
+		return formatNames[k]
+	}
+	return "unknown"
+}
+
+// ParseFormatKind returns the FormatKind named s.
+func ParseFormatKind(s string) (FormatKind, bool) {
+	for i, n := range formatNames {
+		if n != "" && n == s {
+			return FormatKind(i), true
+		}
+	}
+	return 0, false
+}
+
+// Format says how to read a source's input.
+type Format struct {
+	Kind FormatKind
+	CSV  CSVOptions // for FormatCSV
+}
+
+// CSVOptions configure the CSV reader. The zero value is not ready; use
+// DefaultCSV and change what differs.
+type CSVOptions struct {
+	Delimiter rune     // field separator, default ','
+	Quote     rune     // quote character, default '"'; 0 turns quoting off
+	Header    bool     // the first row names the columns
+	Columns   []string // column names; with Header, they replace the header's
+	Encoding  string   // "utf-8" (default; a BOM is skipped), "latin1" or "windows-1252"
+	Comment   rune     // lines starting with it are skipped; 0 for none
+}
+
+// DefaultCSV returns the default CSV options: comma, double quote, a header row, UTF-8.
+func DefaultCSV() CSVOptions {
+	return CSVOptions{Delimiter: ',', Quote: '"', Header: true, Encoding: "utf-8"}
+}
+
+// Record is one record read from a source's input.
+type Record struct {
+	// Raw is the record's bytes as read, without the line ending that ends
+	// it: a CSV row (its lines, if quoted fields span several), or one JSON
+	// value. Dead letters keep it.
+	Raw []byte
+	// Fields are a CSV record's cells, in column order; nil for JSON.
+	Fields []string
+	// Header names a CSV record's columns; nil for JSON.
+	Header []string
+	Line   int // line where the record starts, 1-based
+	Index  int // ordinal of the record in its input, 1-based, not counting a header
+	// Err is set when the record could not be read (bad quoting, a wrong
+	// number of fields, malformed JSON); the reader goes on with the next
+	// record. It is a *twinhub.Error meant for people.
+	Err error
+}
