@@ -12,7 +12,8 @@ import (
 
 // commonField reports whether name is one of the fields every event has.
 func (s *Schema) commonField(name string) bool {
-	return name == IDField || name == TypeField || name == TimeField || name == SourceField || name != "" && name == s.Key
+	return name == IDField || name == TypeField || name == TimeField || name == SourceField || name == PositionField ||
+		name != "" && name == s.Key
 }
 
 func (s *Schema) commonHint() string {
@@ -20,7 +21,7 @@ func (s *Schema) commonHint() string {
 	if key == "" {
 		key = "the key field"
 	}
-	return fmt.Sprintf("remove it: every event has id, type, %s, time (optional) and source (optional)", key)
+	return fmt.Sprintf("remove it: every event has id, type, %s, time (optional), source (optional) and position (optional)", key)
 }
 
 func (p *parser) events(s *Schema, top entry) {

@@ -371,7 +371,7 @@ func (p *parser) document() *Schema {
 	}
 	if e, ok := top["key"]; ok {
 		if v, ok := p.str(e.v, e.path); ok && p.name(e.v, v, e.path, "key field") {
-			if slices.Contains([]string{IDField, TypeField, TimeField, SourceField}, v) {
+			if slices.Contains([]string{IDField, TypeField, TimeField, SourceField, PositionField}, v) {
 				p.add(e.v, e.path, "use the name of the field that carries the entity's id, e.g. customer_id",
 					"the key field cannot be %q, which is already a common field", v)
 			} else {

@@ -27,12 +27,14 @@ func (p Policy) String() string {
 const DefaultMaxFuture = 24 * time.Hour
 
 // Common field names every event has. The key field is common too; its name
-// is Schema.Key.
+// is Schema.Key. Position is the optional change-log position that orders
+// attribute changes (twinhub.Event.Position).
 const (
-	IDField     = "id"
-	TypeField   = "type"
-	TimeField   = "time"
-	SourceField = "source"
+	IDField       = "id"
+	TypeField     = "type"
+	TimeField     = "time"
+	SourceField   = "source"
+	PositionField = "position"
 )
 
 // Slots that are not declared fields, for Feed.Slot and AttrFeed.Slot.
@@ -105,7 +107,7 @@ type EventType struct {
 }
 
 // Field returns the declared field called name; common fields (id, type,
-// key, time, source) are not declared fields.
+// key, time, source, position) are not declared fields.
 func (t *EventType) Field(name string) (*Field, bool) {
 	f, ok := t.fields[name]
 	return f, ok

@@ -157,6 +157,13 @@ func newCELObject(t *EventType, key string) *celObject {
 		}
 		return types.Timestamp{Time: time.Unix(0, e.ev.Time).UTC()}, nil
 	}})
+	add(PositionField, &types.FieldType{Type: types.IntType, IsSet: always, GetFrom: func(target any) (any, error) {
+		e, ok := target.(*eventVal)
+		if !ok {
+			return nil, errEventConvert
+		}
+		return types.Int(e.ev.Position), nil // 0 when the event has none
+	}})
 	for _, f := range t.Fields {
 		add(f.Name, declaredField(f))
 	}
@@ -165,6 +172,7 @@ func newCELObject(t *EventType, key string) *celObject {
 
 func declaredField(f *Field) *types.FieldType {
 	slot, name, typ := f.Slot, f.Name, f.Type
+	// An explicit null (Value.Null) is no value: it reads as unset.
 	value := func(target any) (twinhub.Value, bool) {
 		e, ok := target.(*eventVal)
 		if !ok || slot >= len(e.ev.Vals) || !e.ev.Vals[slot].Set {

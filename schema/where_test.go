@@ -38,6 +38,7 @@ aggregates:
   fast_ship:    {kind: count, on: purchase, where: "event.shipped_at - event.time < duration('48h')"}
   pattern:      {kind: count, on: purchase, where: "event.category.matches('^b(oo)+ks$')"}
   weekend:      {kind: count, where: "event.time.getDayOfWeek() == 0 || event.time.getDayOfWeek() == 6"}
+  after_pos:    {kind: count, where: "event.position > 5"}
   cheap_lines:
     kind: count
     on: purchase
@@ -53,7 +54,7 @@ func TestWhereMatch(t *testing.T) {
 	}
 	purchase, _ := s.EventType("purchase")
 	cart, _ := s.EventType("cart")
-	at := time.Date(2024, 3, 9, 12, 0, 0, 0, time.UTC) // a Saturday
+	when := time.Date(2024, 3, 9, 12, 0, 0, 0, time.UTC) // a Saturday
 	str := func(s string) twinhub.Value { return twinhub.Value{Str: s, Type: twinhub.TypeString, Set: true} }
 	num := func(f float64, typ twinhub.FieldType) twinhub.Value {
 		return twinhub.Value{Num: f, Type: typ, Set: true}
@@ -80,9 +81,15 @@ func TestWhereMatch(t *testing.T) {
 		if !shipped.IsZero() {
 			vals[6] = num(float64(shipped.UnixMicro()), twinhub.TypeTime)
 		}
-		return &twinhub.Event{ID: "e-1", Type: purchase.Index, Key: "c-vip", Time: at.UnixNano(), Source: "shop", Vals: vals}
+		return &twinhub.Event{ID: "e-1", Type: purchase.Index, Key: "c-vip", Time: when.UnixNano(), Source: "shop", Vals: vals}
 	}
-	cartEv := &twinhub.Event{ID: "e-2", Type: cart.Index, Key: "c-2", Time: at.Add(48 * time.Hour).UnixNano(),
+	// nullChannel sends channel as an explicit null, which reads as unset.
+	nullChannel := func(ev *twinhub.Event) *twinhub.Event {
+		ev.Vals[3] = twinhub.Value{Type: twinhub.TypeEnum, Null: true}
+		return ev
+	}
+	at := func(ev *twinhub.Event, pos int64) *twinhub.Event { ev.Position = pos; return ev }
+	cartEv := &twinhub.Event{ID: "e-2", Type: cart.Index, Key: "c-2", Time: when.Add(48 * time.Hour).UnixNano(),
 		Vals: []twinhub.Value{str("bookshelves"), num(5, twinhub.TypeNumber)}}
 
 	type tc struct {
@@ -103,6 +110,12 @@ func TestWhereMatch(t *testing.T) {
 		{"negated, unset field does not match", "not_web", purchase, buy(1, "", "", false, 0, time.Time{}), false},
 		{"has, set", "has_channel", purchase, buy(1, "", "app", false, 0, time.Time{}), true},
 		{"has, unset", "has_channel", purchase, buy(1, "", "", false, 0, time.Time{}), false},
+		{"has, null", "has_channel", purchase, nullChannel(buy(1, "", "web", false, 0, time.Time{})), false},
+		{"enum null is no value", "web", purchase, nullChannel(buy(1, "", "web", false, 0, time.Time{})), false},
+		{"negated, null does not match", "not_web", purchase, nullChannel(buy(1, "", "store", false, 0, time.Time{})), false},
+		{"position above", "after_pos", purchase, at(buy(1, "", "", false, 0, time.Time{}), 6), true},
+		{"position below", "after_pos", purchase, at(buy(1, "", "", false, 0, time.Time{}), 5), false},
+		{"position unknown reads 0", "after_pos", cart, cartEv, false},
 		{"bool true", "gifts", purchase, buy(1, "", "", true, 0, time.Time{}), true},
 		{"bool false", "gifts", purchase, buy(1, "", "", false, 0, time.Time{}), false},
 		{"integer in range", "bulk", purchase, buy(1, "", "", false, 12, time.Time{}), true},
@@ -116,8 +129,8 @@ func TestWhereMatch(t *testing.T) {
 		{"id and type", "by_id", purchase, buy(1, "", "", false, 0, time.Time{}), true},
 		{"id and type, cart", "by_id", cart, cartEv, false},
 		{"time range", "in_2024", purchase, buy(1, "", "", false, 0, time.Time{}), true},
-		{"time field minus event time", "fast_ship", purchase, buy(1, "", "", false, 0, at.Add(24*time.Hour)), true},
-		{"time field slow", "fast_ship", purchase, buy(1, "", "", false, 0, at.Add(72*time.Hour)), false},
+		{"time field minus event time", "fast_ship", purchase, buy(1, "", "", false, 0, when.Add(24*time.Hour)), true},
+		{"time field slow", "fast_ship", purchase, buy(1, "", "", false, 0, when.Add(72*time.Hour)), false},
 		{"regular expression", "pattern", purchase, buy(1, "booooks", "", false, 0, time.Time{}), true},
 		{"regular expression, no match", "pattern", purchase, buy(1, "bks", "", false, 0, time.Time{}), false},
 		{"timestamp functions in UTC", "weekend", purchase, buy(1, "", "", false, 0, time.Time{}), true},
