@@ -14,10 +14,12 @@ import (
 	"github.com/valyala/fastjson"
 )
 
-// Limits on one record's common fields.
+// Limits on one record's common fields. MaxPosition is 2^53, the largest
+// integer that every JSON implementation reads exactly.
 const (
-	MaxIDLen  = 256
-	MaxKeyLen = 256
+	MaxIDLen    = 256
+	MaxKeyLen   = 256
+	MaxPosition = 1 << 53
 )
 
 // Batch is a set of records decoded together. Events holds the accepted
@@ -66,8 +68,10 @@ type Decoder struct {
 	now    func() time.Time
 	source string
 	// Replay relaxes the checks that only make sense on arrival: unknown
-	// fields are kept and the time bounds are not enforced, so that events
-	// accepted under an earlier schema version are re-read as they were.
+	// fields are kept, the time bounds are not enforced and an invalid
+	// position (kept as an unknown member before position was a common
+	// field) reads as none, so that events accepted under an earlier schema
+	// version are re-read as they were.
 	Replay   bool
 	batchNow time.Time
 	inBatch  bool
@@ -218,6 +222,17 @@ func (d *Decoder) decode(rec []byte, b *Batch, ev *twinhub.Event) *twinhub.Error
 			}
 			ev.Source = b.mem.string(s)
 			return
+		case schema.PositionField:
+			if fv.Type() == fastjson.TypeNull {
+				return
+			}
+			pos, e := positionValue(fv)
+			if e != nil && !d.Replay {
+				ferr = e
+				return
+			}
+			ev.Position = pos
+			return
 		}
 		f := fieldNamed(et, k)
 		if f == nil {
@@ -227,6 +242,9 @@ func (d *Decoder) decode(rec []byte, b *Batch, ev *twinhub.Event) *twinhub.Error
 			return
 		}
 		if fv.Type() == fastjson.TypeNull {
+			// An explicit null is not an absent field: it clears the
+			// attribute the field sets. Aggregates ignore it (Set is false).
+			ev.Vals[f.Slot] = twinhub.Value{Type: f.Type, Null: true}
 			return
 		}
 		val, e := d.fieldValue(f, fv, b)
@@ -358,6 +376,116 @@ func unixNano(t time.Time, field string) (int64, *twinhub.Error) {
 		return 0, twinhub.FieldErrorf(field, "%s is outside the supported years %d to %d", t.Format(time.RFC3339), minYear, maxYear)
 	}
 	return t.UnixNano(), nil
+}
+
+// positionValue reads the common member position: a whole JSON number from
+// 0 to MaxPosition. 5.0 and 5e3 are whole; the check is on the text, since a
+// float64 cannot tell 2^53 from 2^53+1 or 3 from 3.0000000000000001.
+func positionValue(fv *fastjson.Value) (int64, *twinhub.Error) {
+	const rule = "a position is a whole number from 0 to 9007199254740992 (2^53)"
+	if fv.Type() != fastjson.TypeNumber {
+		return 0, twinhub.FieldErrorf(schema.PositionField, "expected a whole number from 0 to 9007199254740992 (2^53), found %s", describe(fv))
+	}
+	n, err := fv.Int64() // the usual case, a plain integer, does not allocate
+	whole, over := true, false
+	if err != nil {
+		var ok bool
+		n, whole, over, ok = integerText(fv.String())
+		if !ok {
+			return 0, twinhub.FieldErrorf(schema.PositionField, "expected a whole number from 0 to 9007199254740992 (2^53), found %s", shortNumber(fv))
+		}
+	}
+	switch {
+	case n < 0:
+		return 0, twinhub.FieldErrorf(schema.PositionField, "%s is negative; %s", shortNumber(fv), rule)
+	case !whole:
+		return 0, twinhub.FieldErrorf(schema.PositionField, "%s is not a whole number; %s", shortNumber(fv), rule)
+	case over || n > MaxPosition:
+		return 0, twinhub.FieldErrorf(schema.PositionField, "%s is too large; %s", shortNumber(fv), rule)
+	}
+	return n, nil
+}
+
+// integerText reads s, the text of a JSON number, exactly. n is its value
+// when whole and at most MaxPosition in magnitude, else only its sign (-1,
+// 0 or 1); whole is false when it has a non-zero fractional part, over is
+// true when its magnitude exceeds MaxPosition; ok is false when s is not a
+// JSON number (the parser lets through such texts as "1-2" or "nan").
+func integerText(s string) (n int64, whole, over, ok bool) {
+	neg := strings.HasPrefix(s, "-")
+	if neg {
+		s = s[1:]
+	}
+	mant, expText, hasExp := strings.Cut(strings.ToLower(s), "e")
+	intPart, frac, hasFrac := strings.Cut(mant, ".")
+	if intPart == "" || !allDigits(intPart) || !allDigits(frac) || hasFrac && frac == "" {
+		return 0, false, false, false
+	}
+	exp := 0
+	if hasExp {
+		e := expText
+		if e != "" && (e[0] == '+' || e[0] == '-') {
+			e = e[1:]
+		}
+		if e == "" || !allDigits(e) {
+			return 0, false, false, false
+		}
+		// Exponents beyond a million only matter by their sign: the value
+		// is then far from any position, or a fraction.
+		for _, c := range e {
+			if exp < 1<<20 {
+				exp = exp*10 + int(c-'0')
+			}
+		}
+		if strings.HasPrefix(expText, "-") {
+			exp = -exp
+		}
+	}
+	// The value is 0.digits * 10^point.
+	digits := strings.TrimLeft(intPart+frac, "0")
+	point := len(intPart) - (len(intPart) + len(frac) - len(digits)) + exp
+	digits = strings.TrimRight(digits, "0")
+	if digits == "" {
+		return 0, true, false, true
+	}
+	sign := int64(1)
+	if neg {
+		sign = -1
+	}
+	if len(digits) > point {
+		return sign, false, false, true
+	}
+	if point > len("9007199254740992") {
+		return sign, true, true, true
+	}
+	for i := range point {
+		n *= 10
+		if i < len(digits) {
+			n += int64(digits[i] - '0')
+		}
+	}
+	if n > MaxPosition {
+		return sign, true, true, true
+	}
+	return sign * n, true, false, true
+}
+
+func allDigits(s string) bool {
+	for i := range len(s) {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// shortNumber is a number's text for a message, cut at 40 characters.
+func shortNumber(fv *fastjson.Value) string {
+	s := fv.String()
+	if len(s) > 40 {
+		s = s[:37] + "..."
+	}
+	return s
 }
 
 func stringField(fv *fastjson.Value, name string, maxLen int) ([]byte, *twinhub.Error) {

@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"fmt"
+	"math/big"
 	"strings"
 	"testing"
 	"time"
@@ -76,6 +77,16 @@ func TestDecodeRejects(t *testing.T) {
 		{"time before min_time", `{"id":"e-1","type":"view","customer_id":"c-1","time":"1066-10-14T09:00:00Z"}`, "time", "before the schema's min_time"},
 		{"time as bool", `{"id":"e-1","type":"view","customer_id":"c-1","time":true}`, "time", "expected an RFC 3339 time string or unix milliseconds"},
 		{"huge unix ms", `{"id":"e-1","type":"view","customer_id":"c-1","time":1e300}`, "time", "not a unix time"},
+		{"null on a required field", `{"id":"e-1","type":"purchase","customer_id":"c-1","amount":null,"product_id":"p"}`, "amount", "missing; required"},
+		{"negative position", `{"id":"e-1","type":"view","customer_id":"c-1","position":-1}`, "position", "-1 is negative; a position is a whole number from 0 to 9007199254740992"},
+		{"fractional position", `{"id":"e-1","type":"view","customer_id":"c-1","position":2.5}`, "position", "2.5 is not a whole number"},
+		{"fraction a float64 would lose", `{"id":"e-1","type":"view","customer_id":"c-1","position":3.0000000000000001}`, "position", "3.0000000000000001 is not a whole number"},
+		{"position as string", `{"id":"e-1","type":"view","customer_id":"c-1","position":"5"}`, "position", `expected a whole number from 0 to 9007199254740992 (2^53), found string "5"`},
+		{"position as bool", `{"id":"e-1","type":"view","customer_id":"c-1","position":true}`, "position", "found bool true"},
+		{"position above 2^53", `{"id":"e-1","type":"view","customer_id":"c-1","position":9007199254740993}`, "position", "9007199254740993 is too large"},
+		{"position beyond int64", `{"id":"e-1","type":"view","customer_id":"c-1","position":123456789012345678901234567890}`, "position", "is too large"},
+		{"position with exponent, too large", `{"id":"e-1","type":"view","customer_id":"c-1","position":1e300}`, "position", "1e300 is too large"},
+		{"position not a JSON number", `{"id":"e-1","type":"view","customer_id":"c-1","position":1-2}`, "position", "found 1-2"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -92,6 +103,81 @@ func TestDecodeRejects(t *testing.T) {
 				t.Errorf("rejected record left %d events in the batch", len(b.Events))
 			}
 		})
+	}
+}
+
+// TestDecodeNull: a declared field sent as null is kept as a Null value (it
+// clears the attribute it sets), unlike an absent field.
+func TestDecodeNull(t *testing.T) {
+	d := newTestDecoder(t)
+	var b Batch
+	if !d.Decode([]byte(`{"id":"e-1","type":"profile","customer_id":"c-1","email":null,"tier":"gold","time":null,"source":null,"position":null}`), &b) {
+		t.Fatalf("profile with nulls rejected: %+v", b.Results[0])
+	}
+	ev := b.Events[0]
+	et := d.Schema().Events[ev.Type]
+	want := map[string]twinhub.Value{
+		"email": {Type: twinhub.TypeString, Null: true},
+		"name":  {}, // absent
+		"tier":  {Type: twinhub.TypeEnum, Str: "gold", Set: true},
+	}
+	for name, w := range want {
+		f, _ := et.Field(name)
+		if got := ev.Vals[f.Slot]; got != w {
+			t.Errorf("%s = %+v, want %+v", name, got, w)
+		}
+	}
+	if ev.Time != testNow.UnixNano() || ev.Source != "test" || ev.Position != 0 {
+		t.Errorf("null time, source, position: got time %d source %q position %d; want the receive time, test, 0", ev.Time, ev.Source, ev.Position)
+	}
+}
+
+func TestDecodePosition(t *testing.T) {
+	for _, tc := range []struct {
+		text string
+		want int64
+	}{
+		{"", 0}, {"0", 0}, {"-0", 0}, {"-0.0", 0}, {"7", 7}, {"7.0", 7}, {"7e3", 7000}, {"70e-1", 7}, {"0.7e1", 7},
+		{"1E2", 100}, {"9007199254740992", MaxPosition}, {"9007199254740992.000", MaxPosition}, {"null", 0},
+	} {
+		rec := `{"id":"e-1","type":"view","customer_id":"c-1"}`
+		if tc.text != "" {
+			rec = `{"id":"e-1","type":"view","customer_id":"c-1","position":` + tc.text + `}`
+		}
+		d := newTestDecoder(t)
+		var b Batch
+		if !d.Decode([]byte(rec), &b) {
+			t.Errorf("position %s rejected: %s", tc.text, b.Results[0].Reason)
+			continue
+		}
+		if got := b.Events[0].Position; got != tc.want {
+			t.Errorf("position %s = %d, want %d", tc.text, got, tc.want)
+		}
+	}
+}
+
+// TestReplayReadsBadPositionAsNone: before position was a common field, an
+// event could carry any "position" member under unknown_fields: keep. A
+// replay must apply such archived events as they were, without a position.
+func TestReplayReadsBadPositionAsNone(t *testing.T) {
+	src := strings.Replace(string(schema.DefaultYAML()), "unknown_fields: reject", "unknown_fields: keep", 1)
+	sc, err := schema.Parse([]byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := NewDecoder(sc, func() time.Time { return testNow }, "test")
+	d.Replay = true
+	var b Batch
+	for _, rec := range []string{
+		`{"id":"e-1","type":"view","customer_id":"c-1","position":"abc"}`,
+		`{"id":"e-2","type":"view","customer_id":"c-1","position":12}`,
+	} {
+		if !d.Decode([]byte(rec), &b) {
+			t.Fatalf("replay of %s rejected: %+v", rec, b.Results[len(b.Results)-1])
+		}
+	}
+	if p0, p1 := b.Events[0].Position, b.Events[1].Position; p0 != 0 || p1 != 12 {
+		t.Errorf("replayed positions %d, %d; want 0 (invalid) and 12", p0, p1)
 	}
 }
 
@@ -156,6 +242,8 @@ func FuzzDecode(f *testing.F) {
 		`{"id":"e-1","type":"purchase","customer_id":"c-42","time":"2026-11-20T10:00:00Z","amount":59.9,"product_id":"p-7","category":"shoes","channel":"web"}`,
 		`{"id":"e-2","type":"survey","customer_id":7,"score":5}`,
 		`{"id":"e-3","type":"profile","customer_id":"c-1","name":"Ada","tier":"gold","time":1763632800000}`,
+		`{"id":"e-4","type":"profile","customer_id":"c-1","email":null,"position":42}`,
+		`{"id":"e-5","type":"view","customer_id":"c-1","position":4.2e1}`,
 		`{"id":"e-1","type":`, `[]`, `"x"`, "{\"id\":\"\xff\"}",
 	} {
 		f.Add([]byte(s))
@@ -168,10 +256,68 @@ func FuzzDecode(f *testing.F) {
 			if ev.ID == "" || ev.Key == "" || len(ev.Vals) != len(d.Schema().Events[ev.Type].Fields) {
 				t.Fatalf("accepted an incomplete event: %+v", ev)
 			}
+			if ev.Position < 0 || ev.Position > MaxPosition {
+				t.Fatalf("accepted position %d", ev.Position)
+			}
+			for i, v := range ev.Vals {
+				if v.Set && v.Null {
+					t.Fatalf("value %d is both set and null: %+v", i, v)
+				}
+			}
 		} else if b.Results[0].Reason == "" {
 			t.Fatalf("rejected %q without a reason", rec)
 		}
 	})
+}
+
+// FuzzIntegerText checks integerText against exact rational arithmetic.
+func FuzzIntegerText(f *testing.F) {
+	for _, s := range []string{"0", "-0", "7", "7.0", "7e3", "70e-1", "0.5", "9007199254740992", "9007199254740993",
+		"9007199254740992.0000001", "3.0000000000000001", "1e16", "-2.5", "1-2", "nan", ".5", "5.", "1e", "1e+-5", "00012.3400e+2"} {
+		f.Add(s)
+	}
+	max := new(big.Rat).SetInt64(MaxPosition)
+	f.Fuzz(func(t *testing.T, s string) {
+		n, whole, over, ok := integerText(s)
+		_, e, _ := strings.Cut(strings.ToLower(s), "e")
+		if len(s) > 200 || len(strings.TrimLeft(e, "+-")) > 4 {
+			return // keep big.Rat cheap
+		}
+		r, rok := new(big.Rat).SetString(s)
+		if !ok {
+			if rok && jsonNumber(s) {
+				t.Fatalf("integerText(%q) refused a JSON number", s)
+			}
+			return
+		}
+		if !rok {
+			t.Fatalf("integerText(%q) read a text that is no number", s)
+		}
+		abs := new(big.Rat).Abs(r)
+		switch {
+		case whole != r.IsInt():
+			t.Fatalf("integerText(%q): whole = %v, want %v", s, whole, r.IsInt())
+		case whole && over != (abs.Cmp(max) > 0):
+			t.Fatalf("integerText(%q): over = %v, want %v", s, over, abs.Cmp(max) > 0)
+		case whole && !over && big.NewRat(n, 1).Cmp(r) != 0:
+			t.Fatalf("integerText(%q) = %d, want %s", s, n, r.RatString())
+		case (!whole || over) && n != int64(r.Sign()):
+			t.Fatalf("integerText(%q) = %d, want the sign %d", s, n, r.Sign())
+		}
+	})
+}
+
+// jsonNumber reports whether s follows JSON's number grammar (leading zeros
+// allowed, as integerText allows them).
+func jsonNumber(s string) bool {
+	s = strings.TrimPrefix(s, "-")
+	mant, exp, hasExp := strings.Cut(strings.ToLower(s), "e")
+	i, frac, hasFrac := strings.Cut(mant, ".")
+	digits := func(s string) bool { return s != "" && strings.Trim(s, "0123456789") == "" }
+	if !digits(i) || hasFrac && !digits(frac) {
+		return false
+	}
+	return !hasExp || digits(strings.TrimLeft(exp, "+-")) && len(exp)-len(strings.TrimLeft(exp, "+-")) <= 1
 }
 
 func BenchmarkDecode(b *testing.B) {
