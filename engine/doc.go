@@ -32,6 +32,26 @@
 // Open rebuilds everything derived from the archive when that exceeds the
 // archive's last durable seq.
 //
+// # Attributes
+//
+// An attribute holds the value of the event that wrote it last by the
+// change order, with that event's lineage (id, source, time, position). An
+// event writes an attribute when it carries the field the attribute is set
+// from: a value sets it, an explicit null clears it; an absent field leaves
+// it alone. Whether the incoming event wins over the one that wrote the
+// attribute is decided by:
+//
+//   - positions, when both events have one (Event.Position > 0) and they
+//     differ: the greater position wins, whatever the event times;
+//   - otherwise event time: the incoming event wins unless it is older; at
+//     equal times the later arrival (archive order) wins.
+//
+// A cleared attribute is a tombstone, not a hole: it keeps the clearing
+// event's lineage, so an older update arriving later does not bring the
+// value back, while a newer one sets it again. Replays apply events in
+// archive order, so the same rule rebuilds the same attributes. Snapshots
+// keep tombstones and positions.
+//
 // # Hot and cold twins
 //
 // Twins live in memory up to Options.MemoryBudget; beyond it a shard evicts

@@ -19,12 +19,15 @@ type View struct {
 	Aggregates    map[string]any           `json:"aggregates"`
 }
 
-// AttributeView is an attribute value and where it came from.
+// AttributeView is an attribute value and where it came from. An attribute
+// cleared by an explicit null has Value nil and the clearing event's
+// lineage. Position is the event's change-log position, 0 when it had none.
 type AttributeView struct {
-	Value   any       `json:"value"`
-	Source  string    `json:"source"`
-	EventID string    `json:"event_id"`
-	Time    time.Time `json:"time"`
+	Value    any       `json:"value"`
+	Source   string    `json:"source"`
+	EventID  string    `json:"event_id"`
+	Time     time.Time `json:"time"`
+	Position int64     `json:"position,omitempty"`
 }
 
 // Twin returns key's twin evaluated now. A cold twin is read from its
@@ -57,8 +60,9 @@ func (e *Engine) Twin(key string) (*View, error) {
 	}
 	for i := range t.attrs {
 		a := &t.attrs[i]
-		if a.val.Set {
-			v.Attributes[sc.Attributes[i].Name] = AttributeView{Value: a.val.Any(), Source: a.source, EventID: a.eventID, Time: time.Unix(0, a.time).UTC()}
+		if a.written() { // set or cleared; Any is nil for a cleared one
+			v.Attributes[sc.Attributes[i].Name] = AttributeView{Value: a.val.Any(), Source: a.source, EventID: a.eventID,
+				Time: time.Unix(0, a.time).UTC(), Position: a.position}
 		}
 	}
 	for i, ag := range sc.Aggregates {

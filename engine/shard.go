@@ -396,19 +396,25 @@ func (s *shard) apply(sc *schema.Schema, p *partition, ev *twinhub.Event, seq ui
 		l.Add(&t.state, f.Agg, ev.Time, now, in)
 	}
 	for _, a := range et.Sets {
-		v := ev.Vals[a.Slot]
-		if !v.Set {
-			continue
+		var v twinhub.Value
+		if a.Slot == schema.SlotTime {
+			v = twinhub.Value{Type: twinhub.TypeTime, Num: twinhub.MicrosOf(ev.Time), Set: true}
+		} else {
+			v = ev.Vals[a.Slot]
+		}
+		if !v.Set && !v.Null {
+			continue // absent: the attribute keeps what it has
 		}
 		if t.attrs == nil {
 			t.attrs = make([]attr, len(sc.Attributes))
 		}
 		cur := &t.attrs[a.Attr]
-		if cur.val.Set && ev.Time < cur.time {
-			continue // a newer value is already there
+		if !cur.takes(ev) {
+			continue // a newer value (or clearing) is already there
 		}
+		// A null leaves a tombstone: no value, the clearing event's lineage.
 		v.Str = strings.Clone(v.Str)
-		*cur = attr{val: v, eventID: strings.Clone(ev.ID), source: s.internString(ev.Source), time: ev.Time}
+		*cur = attr{val: v, eventID: strings.Clone(ev.ID), source: s.internString(ev.Source), time: ev.Time, position: ev.Position}
 	}
 	if t.dirtySince == 0 {
 		t.dirtySince = seq

@@ -28,12 +28,30 @@ type twin struct {
 	stored     bool  // a snapshot exists in the store
 }
 
-// attr is one attribute value with its lineage.
+// attr is one attribute value with its lineage. An attribute an event
+// cleared (a null) is a tombstone: val.Null with the clearing event's
+// lineage, so that an older value arriving later stays out.
 type attr struct {
-	val     twinhub.Value
-	eventID string
-	source  string
-	time    int64 // event time of the value
+	val      twinhub.Value
+	eventID  string
+	source   string
+	time     int64 // event time of the value
+	position int64 // the event's Position; 0 when it had none
+}
+
+// written reports whether an event has set or cleared a.
+func (a *attr) written() bool { return a.val.Set || a.val.Null }
+
+// takes reports whether event ev may set or clear a, which holds the value
+// of an earlier-applied event (see "Attributes" in the package doc).
+func (a *attr) takes(ev *twinhub.Event) bool {
+	if !a.written() {
+		return true
+	}
+	if ev.Position > 0 && a.position > 0 && ev.Position != a.position {
+		return ev.Position > a.position
+	}
+	return ev.Time >= a.time // equal times: the later arrival wins
 }
 
 const twinOverhead = int(unsafe.Sizeof(twin{})) + 48 // struct + map entry
@@ -52,6 +70,17 @@ func (t *twin) bytes(l *agg.Layout) int {
 
 const snapshotVersion = 1
 
+// Each attribute of a snapshot starts with a marker byte: 0 for never
+// written, else the value's field type with these flags. A set value
+// follows as its number (8 bytes) and string; a tombstone has no value.
+// Then come the event id, source and time, and the position when flagged.
+// Snapshots written before tombstones and positions have no flags.
+const (
+	attrTypeMask   = 0x3f
+	attrPositioned = 0x40 // a position (uvarint) follows the time
+	attrTombstone  = 0x80 // cleared by a null: no value
+)
+
 // appendSnapshot encodes t; schemaVersion guards against decoding with a
 // different aggregate layout.
 func appendSnapshot(dst []byte, t *twin, schemaVersion int, l *agg.Layout) []byte {
@@ -62,16 +91,28 @@ func appendSnapshot(dst []byte, t *twin, schemaVersion int, l *agg.Layout) []byt
 	dst = binary.AppendUvarint(dst, uint64(len(t.attrs)))
 	for i := range t.attrs {
 		a := &t.attrs[i]
-		if !a.val.Set {
+		if !a.written() {
 			dst = append(dst, 0)
 			continue
 		}
-		dst = append(dst, byte(a.val.Type))
-		dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(a.val.Num))
-		dst = appendString(dst, a.val.Str)
+		marker := byte(a.val.Type)
+		if a.position != 0 {
+			marker |= attrPositioned
+		}
+		if !a.val.Set {
+			marker |= attrTombstone
+		}
+		dst = append(dst, marker)
+		if a.val.Set {
+			dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(a.val.Num))
+			dst = appendString(dst, a.val.Str)
+		}
 		dst = appendString(dst, a.eventID)
 		dst = appendString(dst, a.source)
 		dst = binary.AppendVarint(dst, a.time)
+		if a.position != 0 {
+			dst = binary.AppendUvarint(dst, uint64(a.position))
+		}
 	}
 	return l.AppendState(dst, &t.state)
 }
@@ -107,20 +148,28 @@ func decodeSnapshot(key string, src []byte, schemaVersion int, l *agg.Layout, in
 			if len(src) == 0 {
 				return nil, errCorrupt
 			}
-			typ := src[0]
+			marker := src[0]
 			src = src[1:]
-			if typ == 0 {
+			if marker == 0 {
 				continue
 			}
-			a := &t.attrs[i]
-			if len(src) < 8 {
+			typ := twinhub.FieldType(marker & attrTypeMask)
+			if typ == 0 || typ > twinhub.TypeEnum {
 				return nil, errCorrupt
 			}
-			a.val = twinhub.Value{Type: twinhub.FieldType(typ), Set: true, Num: math.Float64frombits(binary.LittleEndian.Uint64(src))}
-			src = src[8:]
+			a := &t.attrs[i]
 			var ok bool
-			if a.val.Str, src, ok = readString(src); !ok {
-				return nil, errCorrupt
+			if marker&attrTombstone != 0 {
+				a.val = twinhub.Value{Type: typ, Null: true}
+			} else {
+				if len(src) < 8 {
+					return nil, errCorrupt
+				}
+				a.val = twinhub.Value{Type: typ, Set: true, Num: math.Float64frombits(binary.LittleEndian.Uint64(src))}
+				src = src[8:]
+				if a.val.Str, src, ok = readString(src); !ok {
+					return nil, errCorrupt
+				}
 			}
 			if a.eventID, src, ok = readString(src); !ok {
 				return nil, errCorrupt
@@ -134,6 +183,13 @@ func decodeSnapshot(key string, src []byte, schemaVersion int, l *agg.Layout, in
 				return nil, errCorrupt
 			}
 			a.time, src = tm, src[n:]
+			if marker&attrPositioned != 0 {
+				pos, n := binary.Uvarint(src)
+				if n <= 0 || pos == 0 || pos > math.MaxInt64 {
+					return nil, errCorrupt
+				}
+				a.position, src = int64(pos), src[n:]
+			}
 		}
 	}
 	st, rest, err := l.DecodeState(src)
