@@ -250,10 +250,11 @@ type twinView struct {
 	AsOf          string         `json:"as_of"`
 	Aggregates    map[string]any `json:"aggregates"`
 	Attributes    map[string]struct {
-		Value   any    `json:"value"`
-		Source  string `json:"source"`
-		EventID string `json:"event_id"`
-		Time    string `json:"time"`
+		Value    any    `json:"value"`
+		Source   string `json:"source"`
+		EventID  string `json:"event_id"`
+		Time     string `json:"time"`
+		Position *int64 `json:"position"`
 	} `json:"attributes"`
 }
 

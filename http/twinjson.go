@@ -18,7 +18,8 @@ import (
 
 var twinBufs = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
 
-// appendTwin appends v as JSON, attributes and aggregates in sc's order.
+// appendTwin appends v as JSON, attributes and aggregates in sc's order. A
+// cleared attribute has a null value; position appears when not zero.
 // Non-finite numbers, which JSON cannot carry, are written as null and
 // reported through bad.
 func appendTwin(dst []byte, v *engine.View, sc *schema.Schema, bad func(name string, f float64)) []byte {
@@ -50,6 +51,10 @@ func appendTwin(dst []byte, v *engine.View, sc *schema.Schema, bad func(name str
 		dst = appendJSONString(dst, av.EventID)
 		dst = append(dst, `,"time":`...)
 		dst = appendJSONTime(dst, av.Time)
+		if av.Position != 0 {
+			dst = append(dst, `,"position":`...)
+			dst = strconv.AppendInt(dst, av.Position, 10)
+		}
 		dst = append(dst, '}')
 	}
 	dst = append(dst, `},"aggregates":{`...)

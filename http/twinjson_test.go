@@ -18,8 +18,9 @@ func TestAppendTwinMatchesEncodingJSON(t *testing.T) {
 	v := &engine.View{
 		Key: "c-\"42\"\n", Revision: 7, SchemaVersion: 1, AsOf: at,
 		Attributes: map[string]engine.AttributeView{
-			"name": {Value: "Ada \u2028 Lovelace", Source: "crm", EventID: "e-1", Time: at},
-			"tier": {Value: "gold", Source: "api", EventID: "e-2", Time: at.Add(time.Hour)},
+			"name":  {Value: "Ada \u2028 Lovelace", Source: "crm", EventID: "e-1", Time: at},
+			"tier":  {Value: "gold", Source: "api", EventID: "e-2", Time: at.Add(time.Hour), Position: 9007199254740992},
+			"email": {Value: nil, Source: "crm.public.customers", EventID: "d-7", Time: at, Position: 7}, // cleared
 		},
 		Aggregates: map[string]any{
 			"events_total": int64(12), "spend_total": 119.8, "spend_30d": 1e-7, "avg_basket": 3e21,

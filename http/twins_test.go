@@ -48,6 +48,41 @@ func TestGetTwin(t *testing.T) {
 	}
 }
 
+// TestGetTwinClearedAttribute: change data capture clears attributes with
+// nulls; the twin shows a cleared one with a null value and the lineage of
+// the event that cleared it, positions included, and the timeline keeps the
+// event as sent.
+func TestGetTwinClearedAttribute(t *testing.T) {
+	ts := newTestServer(t, nil)
+	clear := `{"id":"d-7","type":"profile","customer_id":"c-1","time":"2026-11-19T00:00:00Z","position":7,"email":null,"source":"crm"}`
+	r := ts.postNDJSON("/v1/events",
+		`{"id":"u-5","type":"profile","customer_id":"c-1","time":"2026-11-19T01:00:00Z","position":5,"email":"a@x","name":"Ada","source":"crm"}`,
+		clear,
+		`{"id":"u-6","type":"profile","customer_id":"c-1","time":"2026-11-19T02:00:00Z","position":6,"email":"b@x","source":"crm"}`,
+		`{"id":"x-1","type":"profile","customer_id":"c-1","position":-1,"email":"c@x"}`,
+	)
+	if r.Accepted != 3 || r.Rejected != 1 {
+		t.Fatalf("ingest: %+v, want 3 accepted and the negative position rejected", r)
+	}
+	resp := ts.get("/v1/twins/c-1")
+	if want := `"email":{"value":null,"source":"crm","event_id":"d-7","time":"2026-11-19T00:00:00Z","position":7}`; !strings.Contains(string(resp.body), want) {
+		t.Errorf("GET twin = %s\nwant it to contain %s", resp.body, want)
+	}
+	var v twinView
+	ts.getJSON("/v1/twins/c-1", &v)
+	if a := v.Attributes["name"]; a.Value != "Ada" || a.EventID != "u-5" || a.Position == nil || *a.Position != 5 {
+		t.Errorf("name = %+v, want Ada from u-5 at position 5", a)
+	}
+	if _, ok := v.Attributes["tier"]; ok {
+		t.Errorf("tier, never set, is shown: %+v", v.Attributes["tier"])
+	}
+	var tl timelinePage
+	ts.getJSON("/v1/twins/c-1/events", &tl)
+	if len(tl.Events) != 3 || string(tl.Events[0].Event) != clear {
+		t.Errorf("timeline %+v, want 3 events, the first (oldest) exactly as sent: %s", tl.Events, clear)
+	}
+}
+
 type timelinePage struct {
 	Key    string `json:"key"`
 	Events []struct {
