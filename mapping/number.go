@@ -153,6 +153,9 @@ func appendNumber(dst []byte, s string, dec byte, integer bool) ([]byte, numProb
 			}
 			if digits <= 15 {
 				if dot < 0 {
+					if s == "-0" {
+						return append(dst, '0'), numOK
+					}
 					return append(dst, s...), numOK
 				}
 				if strings.Trim(s[dot+1:], "0") == "" {
