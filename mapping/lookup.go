@@ -133,7 +133,7 @@ func loadCSV(name, file string, data []byte, o ingest.CSVOptions, key string) (*
 			return setCols()
 		}
 		if len(fields) != t.ncols {
-			return add(fmt.Sprintf("lookup %s: line %d of %s has %d fields, the header has %d", name, line, file, len(fields), t.ncols), "")
+			return add(fmt.Sprintf("lookup %s: line %d of %s has %s, the header has %d", name, line, file, plural(len(fields), "field"), t.ncols), "")
 		}
 		if len(buf) > maxLookupSize {
 			add(fmt.Sprintf("lookup %s: %s is larger than %d bytes", name, file, maxLookupSize), "")
@@ -317,4 +317,11 @@ func walkJSON(v *fastjson.Value, segs []seg) *fastjson.Value {
 		}
 	}
 	return v
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return strconv.Itoa(n) + " " + what + "s"
 }

@@ -92,13 +92,14 @@ const (
 
 // valueSpec is a compiled field value (or key, id, time).
 type valueSpec struct {
-	kind specKind
-	path *path
-	tmpl *template
-	lit  value // skConst
-	def  value // the default; kind kAbsent when there is none
-	tf   timeFormat
-	at   where // where it is declared, for Parse problems
+	kind  specKind
+	path  *path
+	tmpl  *template
+	lit   value // skConst
+	def   value // the default; kind kAbsent when there is none
+	tf    timeFormat
+	at    where // where it is declared, for Parse problems
+	defAt where // where its default is declared
 }
 
 // where is a position in the mapping's YAML.

@@ -446,9 +446,6 @@ func (p *parser) document() *Mapping {
 	} else {
 		p.add(root, "events", "add events: with at least one entry, e.g. - {type: purchase, key: customer_id, fields: {amount: amount}}", "missing events")
 	}
-	if len(p.problems) > 0 {
-		return nil
-	}
 	p.checkLiterals(m)
 	if len(p.problems) > 0 {
 		return nil
@@ -834,9 +831,9 @@ func (p *parser) entry(i int, n *yaml.Node, path string, env *celEnv) *entry {
 		p.add(n, path+".key", fmt.Sprintf("name the path of the twin key, e.g. key: %s", keyName), "missing key")
 	}
 	if ie, has := f["id"]; has {
-		s, _ := p.spec(ie.v, ie.path, target{typ: twinhub.TypeString, name: schema.IDField}, sc, true)
+		s, good := p.spec(ie.v, ie.path, target{typ: twinhub.TypeString, name: schema.IDField}, sc, true)
 		en.id = &s
-		if en.each != nil && s.kind != skConst && !usesItem(&s) {
+		if good && en.each != nil && s.kind != skConst && !usesItem(&s) {
 			p.add(ie.v, ie.path, "add {$index} or an item path, e.g. \"{order_id}-{$index}\"",
 				"the id does not depend on the element, so every element of each would get the same id and count once")
 		}
@@ -925,7 +922,7 @@ func usesItem(s *valueSpec) bool {
 		ps = s.tmpl.paths()
 	}
 	for _, pt := range ps {
-		if pt.root == rootItem || pt.root == rootSpecial && pt.special == spIndex {
+		if pt != nil && pt.root == rootItem || pt.root == rootSpecial && pt.special == spIndex {
 			return true
 		}
 	}
@@ -999,6 +996,7 @@ func (p *parser) spec(n *yaml.Node, path string, t target, sc pathScope, plainIs
 		}
 		if d, has := f["default"]; has && s.kind != skConst {
 			s.def, _ = p.literal(d.v, d.path, litDefault)
+			s.defAt = where{line: d.v.Line, col: d.v.Column, path: d.path}
 		}
 		if fe, has := f["format"]; has {
 			if str, good := p.str(fe.v, fe.path); good {
@@ -1147,7 +1145,7 @@ func (p *parser) checkLiterals(m *Mapping) {
 			if s == nil {
 				return
 			}
-			try := func(v value) {
+			try := func(v value, at where) {
 				if v.kind == kAbsent {
 					return
 				}
@@ -1166,13 +1164,13 @@ func (p *parser) checkLiterals(m *Mapping) {
 					if errors.As(err, &te) {
 						msg = te.Message
 					}
-					p.addAt(s.at, "", "%s", msg)
+					p.addAt(at, "", "%s", msg)
 				}
 			}
 			if s.kind == skConst {
-				try(s.lit)
+				try(s.lit, s.at)
 			}
-			try(s.def)
+			try(s.def, s.defAt)
 		}
 		check(&en.key, target{typ: twinhub.TypeString, name: keyName})
 		check(en.id, target{typ: twinhub.TypeString, name: schema.IDField})

@@ -170,7 +170,7 @@ func compilePath(s string, sc pathScope) (*path, error) {
 		for i, j := range sc.joins {
 			if j.as == first {
 				p.root, p.join, p.segs = rootJoin, i, segs[1:]
-				if j.table.csv {
+				if j.table != nil && j.table.csv {
 					if len(p.segs) == 0 {
 						return nil, fmt.Errorf("%s is a whole lookup row; name one of its columns, e.g. %s.%s", first, first, j.table.cols[0])
 					}
