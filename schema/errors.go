@@ -35,9 +35,13 @@ func (p Problem) String() string {
 }
 
 // ValidationError lists every problem Parse found in a schema, in document
-// order. It unwraps to an EINVALID *twinhub.Error.
+// order. It unwraps to an EINVALID *twinhub.Error. Other YAML documents
+// (mappings) report their problems with it too, naming themselves in Subject.
 type ValidationError struct {
 	Problems []Problem
+	// Subject names the kind of document in the unwrapped message ("invalid
+	// mapping: ..."); "schema" when empty.
+	Subject string
 }
 
 // Error returns one line per problem.
@@ -52,7 +56,11 @@ func (e *ValidationError) Error() string {
 // Unwrap returns the error as an EINVALID *twinhub.Error, so that
 // twinhub.ErrorCode(err) is EINVALID and the HTTP layer answers 400.
 func (e *ValidationError) Unwrap() error {
-	return &twinhub.Error{Code: twinhub.EINVALID, Message: "invalid schema: " + e.Error()}
+	subject := e.Subject
+	if subject == "" {
+		subject = "schema"
+	}
+	return &twinhub.Error{Code: twinhub.EINVALID, Message: "invalid " + subject + ": " + e.Error()}
 }
 
 // suggest returns a "did you mean" hint naming the candidate nearest to s,
