@@ -1152,11 +1152,11 @@ func (p *parser) checkLiterals(m *Mapping) {
 				var err error
 				switch {
 				case t.field != nil:
-					_, err = mp.appendTyped(nil, t.field.Type, t.field, &s.tf, v, t.name)
+					_, err = mp.appendTyped(nil, t.field.Type, t.field, &s.tf, &v, t.name)
 				case t.typ == twinhub.TypeTime:
-					_, err = mp.appendTyped(nil, twinhub.TypeTime, nil, &s.tf, v, t.name)
+					_, err = mp.appendTyped(nil, twinhub.TypeTime, nil, &s.tf, &v, t.name)
 				default:
-					_, err = mp.text(v, t.name)
+					_, err = mp.text(&v, t.name)
 				}
 				if err != nil {
 					msg := err.Error()
