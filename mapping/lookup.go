@@ -161,6 +161,7 @@ func loadCSV(name, file string, data []byte, o ingest.CSVOptions, key string) (*
 	if len(t.offs) == 0 {
 		t.offs = []uint32{0}
 	}
+	buf, t.offs = shrink(buf), shrink(t.offs)
 	t.data = unsafe.String(unsafe.SliceData(buf), len(buf))
 	n := t.rows()
 	t.index = make(map[string]int32, n)
@@ -286,6 +287,7 @@ func loadJSON(name, file string, data []byte, key string) (*table, []tableProble
 	if len(t.offs) == 0 {
 		t.offs = []uint32{0}
 	}
+	buf, t.offs = shrink(buf), shrink(t.offs)
 	t.data = unsafe.String(unsafe.SliceData(buf), len(buf))
 	t.index = make(map[string]int32, len(keys))
 	for r, k := range keys {
@@ -324,4 +326,13 @@ func plural(n int, what string) string {
 		return "1 " + what
 	}
 	return strconv.Itoa(n) + " " + what + "s"
+}
+
+// shrink returns s without the spare capacity append doubling left, which
+// for a large lookup is as much memory again as its rows.
+func shrink[T any](s []T) []T {
+	if cap(s)-len(s) <= len(s)/8 {
+		return s
+	}
+	return append(make([]T, 0, len(s)), s...)
 }

@@ -582,6 +582,10 @@ func (p *parser) lookups(e kv) {
 				p.add(ce.k, ce.path, "remove it", "csv options apply only to CSV lookups, and %s is %s", file, kind)
 			} else {
 				o = p.csvOptions(ce, o)
+				if !o.Header && len(o.Columns) == 0 {
+					p.add(ce.k, ce.path, "add columns: [name, ...] to name them", "without a header row the columns need names")
+					continue
+				}
 			}
 		}
 		if !filepath.IsLocal(file) {
