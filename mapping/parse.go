@@ -623,7 +623,7 @@ func (p *parser) lookups(e kv) {
 		}
 		for _, pr := range probs {
 			n, path := fe.v, fe.path
-			if strings.Contains(pr.msg, "has no column") {
+			if pr.atKey {
 				n, path = ke.v, ke.path
 			}
 			p.add(n, path, pr.hint, "%s", pr.msg)
@@ -869,7 +869,11 @@ func (p *parser) entry(i int, n *yaml.Node, path string, env *celEnv) *entry {
 				continue
 			}
 			if c.key == schema.IDField || c.key == schema.TypeField || c.key == schema.TimeField || c.key == schema.SourceField || c.key == keyName {
-				p.add(c.k, c.path, fmt.Sprintf("set it with the entry's %s: instead", map[bool]string{true: "key", false: c.key}[c.key == keyName]),
+				set := c.key
+				if c.key == keyName {
+					set = "key"
+				}
+				p.add(c.k, c.path, fmt.Sprintf("set it with the entry's %s: instead", set),
 					"%q is a common field, not one of %s's fields", c.key, en.et.Name)
 				continue
 			}
@@ -891,7 +895,7 @@ func (p *parser) entry(i int, n *yaml.Node, path string, env *celEnv) *entry {
 			if !good {
 				continue
 			}
-			fm := fieldMap{f: sf, spec: s, isNum: sf.Type == twinhub.TypeNumber || sf.Type == twinhub.TypeInteger}
+			fm := fieldMap{f: sf, spec: s}
 			fm.name = appendQuoted([]byte{','}, sf.Name)
 			fm.name = append(fm.name, ':')
 			en.fields = append(en.fields, fm)
@@ -1074,8 +1078,7 @@ func (p *parser) literal(n *yaml.Node, path string, origin uint8) (value, bool) 
 		}
 	case "!!int", "!!float":
 		if ok, _ := scanNumber(n.Value, '.'); ok {
-			if f, prob := parseNumber(n.Value, '.'); prob == numOK {
-				_ = f
+			if _, prob := parseNumber(n.Value, '.'); prob == numOK {
 				return value{kind: kFloat, text: n.Value, lit: origin}, true
 			}
 		}
