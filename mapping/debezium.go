@@ -101,7 +101,8 @@ func (mp *Mapper) debezium(raw []byte) (skip bool, err error) {
 // position finds the change's log position.
 func (mp *Mapper) position(src *fastjson.Value) error {
 	if p := mp.m.position; p != nil {
-		v := mp.resolve(p)
+		var v value
+		mp.resolve(p, &v)
 		switch v.kind {
 		case kAbsent, kNull:
 			return nil

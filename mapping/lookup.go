@@ -68,10 +68,11 @@ func lookupKind(file string) (kind string, ok bool) {
 	return "", false
 }
 
-// tableProblem is one thing wrong with a lookup's data; where says which
-// line or element.
+// tableProblem is one thing wrong with a lookup; atKey places it at the
+// lookup's key rather than its file.
 type tableProblem struct {
 	msg, hint string
+	atKey     bool
 }
 
 // maxTableProblems bounds the problems reported per lookup file: a file
@@ -110,7 +111,7 @@ func loadCSV(name, file string, data []byte, o ingest.CSVOptions, key string) (*
 		}
 		k, ok := t.colIdx[key]
 		if !ok {
-			add(fmt.Sprintf("lookup %s: %s has no column %q", name, file, key), suggestOr(key, t.cols))
+			probs = append(probs, tableProblem{msg: fmt.Sprintf("lookup %s: %s has no column %q", name, file, key), hint: suggestOr(key, t.cols), atKey: true})
 			return false
 		}
 		keyCol = k
@@ -161,6 +162,7 @@ func loadCSV(name, file string, data []byte, o ingest.CSVOptions, key string) (*
 	if len(t.offs) == 0 {
 		t.offs = []uint32{0}
 	}
+	buf, t.offs = shrink(buf), shrink(t.offs)
 	t.data = unsafe.String(unsafe.SliceData(buf), len(buf))
 	n := t.rows()
 	t.index = make(map[string]int32, n)
@@ -209,8 +211,7 @@ func loadJSON(name, file string, data []byte, key string) (*table, []tableProble
 	}
 	segs, _, err := splitPath(key)
 	if err != nil {
-		add(fmt.Sprintf("lookup %s: key: %v", name, err), "")
-		return nil, probs
+		return nil, []tableProblem{{msg: fmt.Sprintf("lookup %s: %v", name, err), atKey: true}}
 	}
 	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))
 	var buf []byte
@@ -286,6 +287,7 @@ func loadJSON(name, file string, data []byte, key string) (*table, []tableProble
 	if len(t.offs) == 0 {
 		t.offs = []uint32{0}
 	}
+	buf, t.offs = shrink(buf), shrink(t.offs)
 	t.data = unsafe.String(unsafe.SliceData(buf), len(buf))
 	t.index = make(map[string]int32, len(keys))
 	for r, k := range keys {
@@ -324,4 +326,13 @@ func plural(n int, what string) string {
 		return "1 " + what
 	}
 	return strconv.Itoa(n) + " " + what + "s"
+}
+
+// shrink returns s without the spare capacity append doubling left, which
+// for a large lookup is as much memory again as its rows.
+func shrink[T any](s []T) []T {
+	if cap(s)-len(s) <= len(s)/8 {
+		return s
+	}
+	return append(make([]T, 0, len(s)), s...)
 }

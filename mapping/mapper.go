@@ -181,7 +181,8 @@ func (mp *Mapper) mapRecord(rec *ingest.Record, file string, out *Output) error 
 
 // each emits one event per element of the entry's array.
 func (mp *Mapper) each(en *entry, out *Output) error {
-	v := mp.resolve(en.each)
+	var v value
+	mp.resolve(en.each, &v)
 	var arr []*fastjson.Value
 	switch v.kind {
 	case kAbsent:
@@ -212,7 +213,7 @@ func (mp *Mapper) each(en *entry, out *Output) error {
 	mp.inEach = true
 	for i, e := range arr {
 		mp.index = i
-		mp.item = mp.jsonValue(e, nil)
+		mp.jsonValue(e, nil, &mp.item)
 		if en.when != nil {
 			ok, err := mp.when(en)
 			if err != nil {
@@ -234,14 +235,14 @@ func (mp *Mapper) each(en *entry, out *Output) error {
 func (mp *Mapper) emit(en *entry, out *Output) error {
 	m := mp.m
 	keyName := m.schema.Key
-	kv, err := mp.eval(&en.key, keyName)
-	if err != nil {
+	var v value // one value at a time, on the stack
+	if err := mp.eval(&en.key, keyName, &v); err != nil {
 		return err
 	}
-	if kv.kind == kAbsent || kv.kind == kNull {
-		return twinhub.FieldErrorf(keyName, "%s %s; every event needs the twin key", kv.origin(), kv.absentText())
+	if v.kind == kAbsent || v.kind == kNull {
+		return twinhub.FieldErrorf(keyName, "%s %s; every event needs the twin key", v.origin(), v.absentText())
 	}
-	ks, err := mp.text(kv, keyName)
+	ks, err := mp.text(&v, keyName)
 	if err != nil {
 		return err
 	}
@@ -250,14 +251,13 @@ func (mp *Mapper) emit(en *entry, out *Output) error {
 	if en.id == nil {
 		mp.defaultID(en)
 	} else {
-		iv, err := mp.eval(en.id, schema.IDField)
-		if err != nil {
+		if err := mp.eval(en.id, schema.IDField, &v); err != nil {
 			return err
 		}
-		if iv.kind == kAbsent || iv.kind == kNull {
-			return twinhub.FieldErrorf(schema.IDField, "%s %s; the id needs it", iv.origin(), iv.absentText())
+		if v.kind == kAbsent || v.kind == kNull {
+			return twinhub.FieldErrorf(schema.IDField, "%s %s; the id needs it", v.origin(), v.absentText())
 		}
-		s, err := mp.text(iv, schema.IDField)
+		s, err := mp.text(&v, schema.IDField)
 		if err != nil {
 			return err
 		}
@@ -272,15 +272,14 @@ func (mp *Mapper) emit(en *entry, out *Output) error {
 	b = append(b, '"')
 
 	if en.time != nil {
-		tv, err := mp.eval(en.time, schema.TimeField)
-		if err != nil {
+		if err := mp.eval(en.time, schema.TimeField, &v); err != nil {
 			return err
 		}
-		if tv.kind == kAbsent || tv.kind == kNull {
-			return twinhub.FieldErrorf(schema.TimeField, "%s %s; give the entry's time a default, or remove time: to use the receive time", tv.origin(), tv.absentText())
+		if v.kind == kAbsent || v.kind == kNull {
+			return twinhub.FieldErrorf(schema.TimeField, "%s %s; give the entry's time a default, or remove time: to use the receive time", v.origin(), v.absentText())
 		}
 		b = append(b, `,"time":`...)
-		if b, err = mp.appendTyped(b, twinhub.TypeTime, nil, &en.time.tf, tv, schema.TimeField); err != nil {
+		if b, err = mp.appendTyped(b, twinhub.TypeTime, nil, &en.time.tf, &v, schema.TimeField); err != nil {
 			return err
 		}
 	} else if m.debezium && mp.hasTS {
@@ -296,14 +295,13 @@ func (mp *Mapper) emit(en *entry, out *Output) error {
 	b = append(b, `,"source":"`...)
 	switch {
 	case en.source != nil:
-		sv, err := mp.render(en.source, schema.SourceField)
-		if err != nil {
+		if err := mp.render(en.source, schema.SourceField, &v); err != nil {
 			return err
 		}
-		if sv.kind != kText {
-			return twinhub.FieldErrorf(schema.SourceField, "%s %s; the source template needs it", sv.origin(), sv.absentText())
+		if v.kind != kText {
+			return twinhub.FieldErrorf(schema.SourceField, "%s %s; the source template needs it", v.origin(), v.absentText())
 		}
-		b = appendEscaped(b, sv.text)
+		b = appendEscaped(b, v.text)
 	case m.debezium && len(mp.table) > 0:
 		b = appendEscaped(b, b2s(mp.table))
 	default:
@@ -318,8 +316,7 @@ func (mp *Mapper) emit(en *entry, out *Output) error {
 			b = append(b, "null"...)
 			continue
 		}
-		v, err := mp.eval(&fm.spec, fm.f.Name)
-		if err != nil {
+		if err := mp.eval(&fm.spec, fm.f.Name, &v); err != nil {
 			return err
 		}
 		switch v.kind {
@@ -334,7 +331,7 @@ func (mp *Mapper) emit(en *entry, out *Output) error {
 			continue
 		}
 		b = append(b, fm.name...)
-		if b, err = mp.appendTyped(b, fm.f.Type, fm.f, &fm.spec.tf, v, fm.f.Name); err != nil {
+		if b, err = mp.appendTyped(b, fm.f.Type, fm.f, &fm.spec.tf, &v, fm.f.Name); err != nil {
 			return err
 		}
 	}
@@ -453,7 +450,8 @@ func (mp *Mapper) join() error {
 	for i, j := range mp.m.joins {
 		r := &mp.rows[i]
 		r.ok, r.parsed = false, nil
-		v := mp.resolve(j.on)
+		var v value
+		mp.resolve(j.on, &v)
 		switch v.kind {
 		case kAbsent, kNull:
 			if v.why == absNoColumn {
@@ -464,7 +462,7 @@ func (mp *Mapper) join() error {
 			}
 			return twinhub.FieldErrorf(j.on.text, "%s %s; it is needed to find the row in lookup %s", v.origin(), v.absentText(), j.lookup)
 		}
-		k, err := mp.text(v, j.on.text)
+		k, err := mp.text(&v, j.on.text)
 		if err != nil {
 			return err
 		}

@@ -75,10 +75,9 @@ type entry struct {
 
 // fieldMap maps one event field.
 type fieldMap struct {
-	f     *schema.Field
-	spec  valueSpec
-	name  []byte // `,"NAME":`
-	isNum bool   // number or integer
+	f    *schema.Field
+	spec valueSpec
+	name []byte // `,"NAME":`
 }
 
 // specKind is the form of a value: a path, a constant or a template.

@@ -486,3 +486,83 @@ func TestDefaultIDs(t *testing.T) {
 		t.Errorf("hash id inside each = %s, want %s:1:0", got[1], h1[0])
 	}
 }
+
+// TestMapCSVAllocations guards the invariant that mapping a CSV record
+// with a known header allocates nothing.
+func TestMapCSVAllocations(t *testing.T) {
+	m := parseMapping(t, benchCSVMapping)
+	recs := benchRecords(64)
+	mp := m.NewMapper()
+	var out Output
+	i := 0
+	allocs := testing.AllocsPerRun(200, func() {
+		if err := mp.Map(&recs[i%len(recs)], "orders.csv", &out); err != nil {
+			t.Fatal(err)
+		}
+		i++
+	})
+	if allocs != 0 {
+		t.Errorf("Map allocates %.1f times per CSV record, want 0", allocs)
+	}
+}
+
+// TestConcurrentMappers maps the same records from several goroutines
+// sharing one Mapping (and its lookups); run with -race.
+func TestConcurrentMappers(t *testing.T) {
+	src, err := os.ReadFile("testdata/olist/olist.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := Parse(src, testSchema(t), Options{Dir: "testdata/olist"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	csvRecs := csvRecords(t, "testdata/olist/olist_order_items_dataset.csv")
+	jm := parseMapping(t, jsonHead+`
+lookups:
+  products: {file: lookups/products.ndjson, key: sku}
+  stores: {file: lookups/stores.json, key: id}
+joins:
+  - {lookup: products, on: sku, as: product}
+  - {lookup: stores, on: store, as: store, optional: true}
+events:
+  - {type: typed, key: c, when: '"fruit" in record.product.tags || record.store.city == "Paris"', fields: {s: product.name, n: product.dims.w}}
+`)
+	var jsonRecs []ingest.Record
+	for _, raw := range []string{`{"c":"a","sku":"a","store":1}`, `{"c":"b","sku":"b","store":2}`, `{"c":"c","sku":"b","store":30}`, `{"c":"d","sku":"b"}`} {
+		jsonRecs = append(jsonRecs, ingest.Record{Raw: []byte(raw), Line: 1})
+	}
+	for _, tc := range []struct {
+		m    *Mapping
+		recs []ingest.Record
+	}{{m, csvRecs}, {jm, jsonRecs}} {
+		testConcurrent(t, tc.m, tc.recs)
+	}
+}
+
+func testConcurrent(t *testing.T, m *Mapping, recs []ingest.Record) {
+	mapAll := func() []string {
+		mp := m.NewMapper()
+		var got []string
+		var out Output
+		for range 20 {
+			for i := range recs {
+				if err := mp.Map(&recs[i], "items.csv", &out); err != nil {
+					got = append(got, err.Error())
+				}
+				got = append(got, events(&out)...)
+			}
+		}
+		return got
+	}
+	want := mapAll()
+	results := make(chan []string, 4)
+	for range 4 {
+		go func() { results <- mapAll() }()
+	}
+	for range 4 {
+		if diff := cmp.Diff(want, <-results); diff != "" {
+			t.Errorf("concurrent mapping differs (-want +got):\n%s", diff)
+		}
+	}
+}

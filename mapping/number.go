@@ -166,6 +166,19 @@ func appendNumber(dst []byte, s string, dec byte, integer bool) ([]byte, numProb
 				}
 				return dst, numNotInt
 			}
+			// Too long to trust a float64: read the integer part exactly.
+			intPart := s
+			if dot >= 0 {
+				if strings.Trim(s[dot+1:], "0") != "" {
+					return dst, numNotInt
+				}
+				intPart = s[:dot]
+			}
+			n, err := strconv.ParseInt(intPart, 10, 64)
+			if err != nil || n > maxSafeInt || n < -maxSafeInt {
+				return dst, numRange
+			}
+			return strconv.AppendInt(dst, n, 10), numOK
 		}
 	}
 	f, p := parseNumber(s, dec)
@@ -185,7 +198,7 @@ func appendFloat(dst []byte, f float64, integer bool) ([]byte, numProblem) {
 		if f != math.Trunc(f) {
 			return dst, numNotInt
 		}
-		if math.Abs(f) > maxSafeInt {
+		if math.Abs(f) >= maxSafeInt { // 2^53+1 rounds to 2^53: refuse what may have been rounded
 			return dst, numRange
 		}
 		return strconv.AppendInt(dst, int64(f), 10), numOK

@@ -582,6 +582,10 @@ func (p *parser) lookups(e kv) {
 				p.add(ce.k, ce.path, "remove it", "csv options apply only to CSV lookups, and %s is %s", file, kind)
 			} else {
 				o = p.csvOptions(ce, o)
+				if !o.Header && len(o.Columns) == 0 {
+					p.add(ce.k, ce.path, "add columns: [name, ...] to name them", "without a header row the columns need names")
+					continue
+				}
 			}
 		}
 		if !filepath.IsLocal(file) {
@@ -619,7 +623,7 @@ func (p *parser) lookups(e kv) {
 		}
 		for _, pr := range probs {
 			n, path := fe.v, fe.path
-			if strings.Contains(pr.msg, "has no column") {
+			if pr.atKey {
 				n, path = ke.v, ke.path
 			}
 			p.add(n, path, pr.hint, "%s", pr.msg)
@@ -865,7 +869,11 @@ func (p *parser) entry(i int, n *yaml.Node, path string, env *celEnv) *entry {
 				continue
 			}
 			if c.key == schema.IDField || c.key == schema.TypeField || c.key == schema.TimeField || c.key == schema.SourceField || c.key == keyName {
-				p.add(c.k, c.path, fmt.Sprintf("set it with the entry's %s: instead", map[bool]string{true: "key", false: c.key}[c.key == keyName]),
+				set := c.key
+				if c.key == keyName {
+					set = "key"
+				}
+				p.add(c.k, c.path, fmt.Sprintf("set it with the entry's %s: instead", set),
 					"%q is a common field, not one of %s's fields", c.key, en.et.Name)
 				continue
 			}
@@ -887,7 +895,7 @@ func (p *parser) entry(i int, n *yaml.Node, path string, env *celEnv) *entry {
 			if !good {
 				continue
 			}
-			fm := fieldMap{f: sf, spec: s, isNum: sf.Type == twinhub.TypeNumber || sf.Type == twinhub.TypeInteger}
+			fm := fieldMap{f: sf, spec: s}
 			fm.name = appendQuoted([]byte{','}, sf.Name)
 			fm.name = append(fm.name, ':')
 			en.fields = append(en.fields, fm)
@@ -1070,8 +1078,7 @@ func (p *parser) literal(n *yaml.Node, path string, origin uint8) (value, bool) 
 		}
 	case "!!int", "!!float":
 		if ok, _ := scanNumber(n.Value, '.'); ok {
-			if f, prob := parseNumber(n.Value, '.'); prob == numOK {
-				_ = f
+			if _, prob := parseNumber(n.Value, '.'); prob == numOK {
 				return value{kind: kFloat, text: n.Value, lit: origin}, true
 			}
 		}
@@ -1152,11 +1159,11 @@ func (p *parser) checkLiterals(m *Mapping) {
 				var err error
 				switch {
 				case t.field != nil:
-					_, err = mp.appendTyped(nil, t.field.Type, t.field, &s.tf, v, t.name)
+					_, err = mp.appendTyped(nil, t.field.Type, t.field, &s.tf, &v, t.name)
 				case t.typ == twinhub.TypeTime:
-					_, err = mp.appendTyped(nil, twinhub.TypeTime, nil, &s.tf, v, t.name)
+					_, err = mp.appendTyped(nil, twinhub.TypeTime, nil, &s.tf, &v, t.name)
 				default:
-					_, err = mp.text(v, t.name)
+					_, err = mp.text(&v, t.name)
 				}
 				if err != nil {
 					msg := err.Error()

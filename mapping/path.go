@@ -57,28 +57,25 @@ type path struct {
 	whole   string // the column name the whole path would be (CSV)
 	col     int    // CSV record: slot in Mapper.cols; CSV join: column in the table; -1 otherwise
 	csv     bool   // rootRecord of a CSV mapping
-	// firstQuoted is set when the first segment was written in backquotes,
-	// which keeps it from being read as item, a join or $special.
-	firstQuoted bool
 }
 
 // splitPath splits a path into its segments. Backquoted segments are taken
-// literally (they may contain dots and start with $).
-func splitPath(s string) ([]seg, bool, error) {
+// literally (they may contain dots and start with $); quoted reports
+// whether the first one was, which keeps it from being read as item, a
+// join, an envelope member or a $special.
+func splitPath(s string) (segs []seg, quoted bool, err error) {
 	if s == "" {
 		return nil, false, fmt.Errorf("empty path")
 	}
-	var segs []seg
-	firstQuoted := false
 	for i := 0; ; {
 		var name string
-		quoted := false
+		isQuoted := false
 		if i < len(s) && s[i] == '`' {
 			j := strings.IndexByte(s[i+1:], '`')
 			if j < 0 {
 				return nil, false, fmt.Errorf("unclosed backquote in path %q", s)
 			}
-			name, quoted = s[i+1:i+1+j], true
+			name, isQuoted = s[i+1:i+1+j], true
 			i += j + 2
 			if i < len(s) && s[i] != '.' {
 				return nil, false, fmt.Errorf("path %q: expected a dot after the backquoted name", s)
@@ -98,8 +95,8 @@ func splitPath(s string) ([]seg, bool, error) {
 			return nil, false, fmt.Errorf("path %q has an empty name", s)
 		}
 		if len(segs) == 0 {
-			firstQuoted = quoted
-		} else if !quoted && name[0] == '$' {
+			quoted = isQuoted
+		} else if !isQuoted && name[0] == '$' {
 			return nil, false, fmt.Errorf("path %q: %s can only stand alone", s, name)
 		}
 		idx := -1
@@ -115,7 +112,7 @@ func splitPath(s string) ([]seg, bool, error) {
 			return nil, false, fmt.Errorf("path %q ends with a dot", s)
 		}
 	}
-	return segs, firstQuoted, nil
+	return segs, quoted, nil
 }
 
 // pathScope says what a path may refer to where it is written.
@@ -124,7 +121,6 @@ type pathScope struct {
 	each     bool    // inside an entry with each: item and $index exist
 	debezium bool
 	csv      bool
-	lookup   bool // a lookup's key: only the row's own members
 }
 
 // compilePath parses and classifies path s.
@@ -133,13 +129,10 @@ func compilePath(s string, sc pathScope) (*path, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &path{text: s, col: -1, firstQuoted: quoted, whole: s}
+	p := &path{text: s, col: -1, whole: s}
 	first := segs[0].name
 	switch {
 	case !quoted && first[0] == '$':
-		if sc.lookup {
-			return nil, fmt.Errorf("a lookup key is a column of the lookup, not %s", first)
-		}
 		sp, ok := specialNames[first]
 		if !ok {
 			return nil, fmt.Errorf("unknown special value %s (%s)", first, suggestOr(first, specialList))

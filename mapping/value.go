@@ -122,138 +122,146 @@ func (v *value) absentText() string {
 func b2s(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
 // textValue makes a value of text s, applying null_values.
-func (mp *Mapper) textValue(s string, p *path) value {
+func (mp *Mapper) textValue(s string, p *path, v *value) {
 	if len(s) == 0 {
-		return value{kind: kAbsent, why: absEmpty, p: p}
+		*v = value{kind: kAbsent, why: absEmpty, p: p}
+		return
 	}
 	if !mp.m.nullEmpty {
 		for _, nv := range mp.m.nullValues {
 			if s == nv {
-				return value{kind: kAbsent, why: absNullText, text: s, p: p}
+				*v = value{kind: kAbsent, why: absNullText, text: s, p: p}
+				return
 			}
 		}
 	}
-	return value{kind: kText, text: s, p: p}
+	*v = value{kind: kText, text: s, p: p}
 }
 
 // jsonValue makes a value of JSON value v (nil: missing).
-func (mp *Mapper) jsonValue(v *fastjson.Value, p *path) value {
-	if v == nil {
-		return value{kind: kAbsent, why: absMissing, p: p}
+func (mp *Mapper) jsonValue(j *fastjson.Value, p *path, v *value) {
+	if j == nil {
+		*v = value{kind: kAbsent, why: absMissing, p: p}
+		return
 	}
-	switch v.Type() {
+	switch j.Type() {
 	case fastjson.TypeNull:
 		if mp.m.debezium {
-			return value{kind: kNull, p: p}
+			*v = value{kind: kNull, p: p}
+		} else {
+			*v = value{kind: kAbsent, why: absJSONNull, p: p}
 		}
-		return value{kind: kAbsent, why: absJSONNull, p: p}
 	case fastjson.TypeString:
-		b, _ := v.StringBytes()
-		return mp.textValue(b2s(b), p)
+		b, _ := j.StringBytes()
+		mp.textValue(b2s(b), p, v)
+	default:
+		*v = value{kind: kJSON, j: j, p: p}
 	}
-	return value{kind: kJSON, j: v, p: p}
 }
 
-// resolve reads path p from the current record.
-func (mp *Mapper) resolve(p *path) value {
+// resolve reads path p from the current record into v.
+func (mp *Mapper) resolve(p *path, v *value) {
 	switch p.root {
 	case rootRecord:
 		if mp.m.csv {
 			i := mp.cols[p.col]
 			if i < 0 || int(i) >= len(mp.rec.Fields) {
-				return value{kind: kAbsent, why: absNoColumn, p: p}
+				*v = value{kind: kAbsent, why: absNoColumn, p: p}
+				return
 			}
-			return mp.textValue(mp.rec.Fields[i], p)
+			mp.textValue(mp.rec.Fields[i], p, v)
+			return
 		}
-		return mp.jsonValue(walkJSON(mp.root, p.segs), p)
+		mp.jsonValue(walkJSON(mp.root, p.segs), p, v)
 	case rootSpecial:
-		return mp.special(p)
+		mp.special(p, v)
 	case rootItem:
-		if len(p.segs) == 0 {
-			v := mp.item
+		switch {
+		case len(p.segs) == 0:
+			*v = mp.item
 			v.p = p
-			return v
+		case mp.item.kind != kJSON:
+			*v = value{kind: kAbsent, why: absMissing, p: p}
+		default:
+			mp.jsonValue(walkJSON(mp.item.j, p.segs), p, v)
 		}
-		if mp.item.kind != kJSON {
-			return value{kind: kAbsent, why: absMissing, p: p}
-		}
-		return mp.jsonValue(walkJSON(mp.item.j, p.segs), p)
 	case rootJoin:
 		r := &mp.rows[p.join]
 		if !r.ok {
-			return value{kind: kAbsent, why: absNoRow, p: p}
+			*v = value{kind: kAbsent, why: absNoRow, p: p}
+			return
 		}
 		t := mp.m.joins[p.join].table
 		if t.csv {
-			return mp.textValue(t.cell(r.row, p.col), p)
+			mp.textValue(t.cell(r.row, p.col), p, v)
+			return
 		}
-		return mp.jsonValue(walkJSON(mp.joinJSON(p.join), p.segs), p)
+		mp.jsonValue(walkJSON(mp.joinJSON(p.join), p.segs), p, v)
 	case rootEnvelope:
-		return mp.jsonValue(walkJSON(mp.env, p.segs), p)
+		mp.jsonValue(walkJSON(mp.env, p.segs), p, v)
+	default:
+		*v = value{kind: kAbsent, p: p}
 	}
-	return value{kind: kAbsent, p: p}
 }
 
-func (mp *Mapper) special(p *path) value {
+func (mp *Mapper) special(p *path, v *value) {
+	*v = value{kind: kAbsent, why: absNoValue, p: p}
 	switch p.special {
 	case spSource:
-		return value{kind: kText, text: mp.m.Source, p: p}
+		v.kind, v.text = kText, mp.m.Source
 	case spFile:
-		return value{kind: kText, text: mp.fileBase, p: p}
+		v.kind, v.text = kText, mp.fileBase
 	case spLine:
-		return value{kind: kInt, n: int64(mp.rec.Line), p: p}
+		v.kind, v.n = kInt, int64(mp.rec.Line)
 	case spRecord:
-		return value{kind: kInt, n: int64(mp.rec.Index), p: p}
+		v.kind, v.n = kInt, int64(mp.rec.Index)
 	case spIndex:
-		return value{kind: kInt, n: int64(mp.index), p: p}
+		v.kind, v.n = kInt, int64(mp.index)
 	case spOp:
-		return value{kind: kText, text: opNames[mp.op], p: p}
+		v.kind, v.text = kText, opNames[mp.op]
 	case spTable:
-		if len(mp.table) == 0 {
-			return value{kind: kAbsent, why: absNoValue, p: p}
+		if len(mp.table) > 0 {
+			v.kind, v.text = kText, b2s(mp.table)
 		}
-		return value{kind: kText, text: b2s(mp.table), p: p}
 	case spPosition:
-		if !mp.hasPos {
-			return value{kind: kAbsent, why: absNoValue, p: p}
+		if mp.hasPos {
+			v.kind, v.n = kInt, mp.pos
 		}
-		return value{kind: kInt, n: mp.pos, p: p}
 	case spSourceTS:
-		if !mp.hasTS {
-			return value{kind: kAbsent, why: absNoValue, p: p}
+		if mp.hasTS {
+			v.kind, v.n = kInt, mp.ts
 		}
-		return value{kind: kInt, n: mp.ts, p: p}
 	}
-	return value{kind: kAbsent, p: p}
 }
 
-// eval computes a spec's value for event field field: its path's, its
-// template's or its constant, or its default when that is absent or null.
-func (mp *Mapper) eval(s *valueSpec, field string) (value, error) {
-	var v value
+// eval computes a spec's value for event field field into v: its path's,
+// its template's or its constant, or its default when that is absent or
+// null.
+func (mp *Mapper) eval(s *valueSpec, field string, v *value) error {
 	switch s.kind {
 	case skConst:
-		return s.lit, nil
+		*v = s.lit
+		return nil
 	case skPath:
-		v = mp.resolve(s.path)
+		mp.resolve(s.path, v)
 	case skTemplate:
-		var err error
-		if v, err = mp.render(s.tmpl, field); err != nil {
-			return v, err
+		if err := mp.render(s.tmpl, field, v); err != nil {
+			return err
 		}
 	}
 	if v.kind == kAbsent && v.why == absNoColumn {
-		return v, mp.noColumn(v.p, field)
+		return mp.noColumn(v.p, field)
 	}
 	if (v.kind == kAbsent || v.kind == kNull) && s.def.kind != kAbsent {
-		return s.def, nil
+		*v = s.def
 	}
-	return v, nil
+	return nil
 }
 
 // render renders template t into mp.tmp. A part without a value makes the
-// whole template absent (or null, when that part is a Debezium null).
-func (mp *Mapper) render(t *template, field string) (value, error) {
+// whole template absent (or null, when that part is a Debezium null); v
+// is then that part's value.
+func (mp *Mapper) render(t *template, field string, v *value) error {
 	mp.tmp = mp.tmp[:0]
 	for i := range t.parts {
 		pt := &t.parts[i]
@@ -261,27 +269,28 @@ func (mp *Mapper) render(t *template, field string) (value, error) {
 			mp.tmp = append(mp.tmp, pt.lit...)
 			continue
 		}
-		v := mp.resolve(pt.path)
+		mp.resolve(pt.path, v)
 		switch v.kind {
 		case kAbsent:
 			if v.why == absNoColumn {
-				return v, mp.noColumn(v.p, field)
+				return mp.noColumn(v.p, field)
 			}
-			return v, nil
+			return nil
 		case kNull:
-			return v, nil
+			return nil
 		}
 		var err error
 		if mp.tmp, err = mp.appendText(mp.tmp, v, field); err != nil {
-			return v, err
+			return err
 		}
 	}
-	return value{kind: kText, text: b2s(mp.tmp), t: t}, nil
+	*v = value{kind: kText, text: b2s(mp.tmp), t: t}
+	return nil
 }
 
 // appendText appends the text of v: texts as they are, numbers as written,
 // bools as true or false. Objects and arrays have no text.
-func (mp *Mapper) appendText(dst []byte, v value, field string) ([]byte, error) {
+func (mp *Mapper) appendText(dst []byte, v *value, field string) ([]byte, error) {
 	switch v.kind {
 	case kText, kFloat:
 		return append(dst, v.text...), nil
@@ -300,7 +309,7 @@ func (mp *Mapper) appendText(dst []byte, v value, field string) ([]byte, error) 
 
 // text returns the text of v, in a scratch buffer when it has to be
 // written out.
-func (mp *Mapper) text(v value, field string) (string, error) {
+func (mp *Mapper) text(v *value, field string) (string, error) {
 	if v.kind == kText {
 		return v.text, nil
 	}
@@ -311,7 +320,7 @@ func (mp *Mapper) text(v value, field string) (string, error) {
 
 // appendTyped appends v to dst as a JSON value of type typ (f is the
 // schema field, nil for the event time), coercing text as the mapping says.
-func (mp *Mapper) appendTyped(dst []byte, typ twinhub.FieldType, f *schema.Field, tf *timeFormat, v value, field string) ([]byte, error) {
+func (mp *Mapper) appendTyped(dst []byte, typ twinhub.FieldType, f *schema.Field, tf *timeFormat, v *value, field string) ([]byte, error) {
 	switch typ {
 	case twinhub.TypeString:
 		dst = append(dst, '"')
@@ -413,7 +422,7 @@ func (mp *Mapper) appendTyped(dst []byte, typ twinhub.FieldType, f *schema.Field
 	return dst, twinhub.FieldErrorf(field, "field has unsupported type %s", typ)
 }
 
-func (mp *Mapper) numError(v value, s string, prob numProblem, integer bool, field string) error {
+func (mp *Mapper) numError(v *value, s string, prob numProblem, integer bool, field string) error {
 	what := "a number"
 	if integer {
 		what = "an integer"
@@ -430,7 +439,7 @@ func (mp *Mapper) numError(v value, s string, prob numProblem, integer bool, fie
 }
 
 // timeOf reads v as a time in format tf.
-func (mp *Mapper) timeOf(v value, tf *timeFormat, field string) (int64, int, error) {
+func (mp *Mapper) timeOf(v *value, tf *timeFormat, field string) (int64, int, error) {
 	kind := tf.kind
 	switch v.kind {
 	case kText:
