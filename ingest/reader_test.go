@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/twinhub/twinhub"
+	"golang.org/x/text/encoding/charmap"
 )
 
 // got is what a test keeps of a record: copies, since the reader reuses
@@ -660,5 +661,39 @@ func BenchmarkCSVReader(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
 		})
+	}
+}
+
+// TestCharsets checks the hand-written tables against golang.org/x/text,
+// through the reader: every byte value, split across reads.
+func TestCharsets(t *testing.T) {
+	var all []byte
+	for b := 0x20; b < 0x100; b++ {
+		if b != ',' && b != '"' {
+			all = append(all, byte(b))
+		}
+	}
+	for _, c := range []struct {
+		name string
+		enc  *charmap.Charmap
+	}{{"latin1", charmap.ISO8859_1}, {"windows-1252", charmap.Windows1252}} {
+		want, err := c.enc.NewDecoder().Bytes(all)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.name == "windows-1252" {
+			// x/text maps the five undefined bytes to U+FFFD; the reader
+			// keeps them as the C1 controls of the same value.
+			for _, u := range []string{"\u0081", "\u008d", "\u008f", "\u0090", "\u009d"} {
+				want = bytes.Replace(want, []byte("\ufffd"), []byte(u), 1)
+			}
+		}
+		in := append([]byte("col\n"), all...)
+		for how, rd := range readers(in) {
+			recs, err := readAll(t, rd(), csvFormat(func(o *CSVOptions) { o.Encoding = c.name }))
+			if err != nil || len(recs) != 1 || recs[0].Fields[0] != string(want) {
+				t.Errorf("%s read %s: %+v, %v; want the field %q", c.name, how, recs, err, want)
+			}
+		}
 	}
 }
