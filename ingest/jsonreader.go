@@ -2,8 +2,11 @@ package ingest
 
 import (
 	"bytes"
+	"encoding/json"
+	"errors"
 	"io"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/valyala/fastjson"
 )
@@ -153,7 +156,8 @@ func (r *RecordReader) nextJSON() (*Record, error) {
 // sniff decides from the first byte how a JSON input is laid out: '[' is an
 // array of objects; '{' is NDJSON when the first line is a whole value, and
 // otherwise values spread over several lines (a pretty-printed object, or
-// several, as jq writes them).
+// several, as jq writes them), unless the first line looks like broken
+// NDJSON (see pretty).
 func (r *RecordReader) sniff() error {
 	r.mode = jsonLines
 	if !r.skipSpace() {
@@ -164,7 +168,7 @@ func (r *RecordReader) sniff() error {
 		r.pos++
 		r.mode = jsonArrayFirst
 	case '{':
-		if !r.firstLineWhole() && r.firstValueWhole() {
+		if !r.firstLineWhole() && r.pretty() {
 			r.mode = jsonValues
 		}
 	default:
@@ -176,31 +180,41 @@ func (r *RecordReader) sniff() error {
 // firstLineWhole reports whether the line at r.pos is one valid JSON value,
 // or cannot be anything else (it is the whole input, or too long).
 func (r *RecordReader) firstLineWhole() bool {
+	seen := 0
 	for {
 		b := r.buf[r.pos:r.end]
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			return fastjson.ValidateBytes(b[:i]) == nil
+		if i := bytes.IndexByte(b[seen:], '\n'); i >= 0 {
+			return fastjson.ValidateBytes(b[:seen+i]) == nil
 		}
+		seen = len(b)
 		if len(b) > r.maxRec || !r.more() {
 			return true
 		}
 	}
 }
 
-// firstValueWhole reports whether the value at r.pos, read over as many
-// lines as it takes, is valid JSON. When it is not, the input is better
-// read as NDJSON whose first line is broken: reading on would take the
-// following lines into one broken value.
-func (r *RecordReader) firstValueWhole() bool {
+// pretty reports whether the value at r.pos is better read as a value
+// spread over several lines than as a broken NDJSON line: it is, unless a
+// line inside it starts with '{'. Pretty-printers indent what is nested,
+// and a JSON string cannot hold a line break, so such a line starts the
+// next record of an NDJSON input whose first line is broken; reading on
+// would take all the following lines into one broken value.
+func (r *RecordReader) pretty() bool {
 	s := &r.js
 	*s = jsonScan{prefix: s.prefix}
+	seen := 0
 	for {
 		b := r.buf[r.pos:r.end]
-		if end, ok := s.scan(b); ok {
-			return fastjson.ValidateBytes(b[:end]) == nil
+		end, ok := s.scan(b)
+		if ok {
+			b = b[:end]
 		}
-		if len(b) > r.maxRec || !r.more() {
+		if bytes.Contains(b[max(seen-1, 0):], []byte("\n{")) {
 			return false
+		}
+		seen = len(b)
+		if ok || len(b) > r.maxRec || !r.more() {
+			return true
 		}
 	}
 }
@@ -360,7 +374,7 @@ func (r *RecordReader) readLine() (v []byte, line int, long bool, err error) {
 // checkObject returns the error of a record that is not one JSON object.
 func checkObject(v []byte, line int) error {
 	if err := fastjson.ValidateBytes(v); err != nil {
-		return recordErr(line, "malformed JSON: %s", strings.TrimPrefix(err.Error(), "cannot parse JSON: "))
+		return malformed(v, line, err)
 	}
 	i := 0
 	for isSpace(v[i]) { // valid JSON is not all white space
@@ -370,6 +384,27 @@ func checkObject(v []byte, line int) error {
 		return recordErr(line, "expected a JSON object, found %s", jsonKind(c))
 	}
 	return nil
+}
+
+// malformed describes a JSON syntax error. fastjson's messages chain every
+// level of nesting; encoding/json's name the character and give an offset,
+// which becomes a line and column. Only rejected records pay for it.
+func malformed(v []byte, line int, ferr error) error {
+	var raw json.RawMessage
+	var se *json.SyntaxError
+	if !errors.As(json.Unmarshal(v, &raw), &se) {
+		return recordErr(line, "malformed JSON: %s", strings.TrimPrefix(ferr.Error(), "cannot parse JSON: "))
+	}
+	if se.Offset <= 0 || se.Offset > int64(len(v)) || strings.HasPrefix(se.Error(), "unexpected end") {
+		return recordErr(line, "malformed JSON: %s", se)
+	}
+	at := int(se.Offset) - 1 // the offending byte
+	start := bytes.LastIndexByte(v[:at], '\n') + 1
+	col := utf8.RuneCount(v[start:at]) + 1
+	if n := bytes.Count(v[:at], []byte{'\n'}); n > 0 {
+		return recordErr(line, "malformed JSON: %s (line %d, column %d)", se, line+n, col)
+	}
+	return recordErr(line, "malformed JSON: %s (column %d)", se, col)
 }
 
 func jsonKind(c byte) string {

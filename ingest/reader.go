@@ -75,8 +75,10 @@ func NewRecordReader(r io.Reader, f Format) (*RecordReader, error) {
 		rr.mode = jsonLines
 	case FormatJSON, FormatDebezium:
 		rr.mode = jsonSniff
+	case 0:
+		return nil, twinhub.Errorf(twinhub.EINVALID, "no input format given")
 	default:
-		return nil, twinhub.Errorf(twinhub.EINVALID, "unknown input format %q", f.Kind)
+		return nil, twinhub.Errorf(twinhub.EINVALID, "unknown input format %d", f.Kind)
 	}
 	var head [2]byte
 	n, err := io.ReadFull(r, head[:])

@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/twinhub/twinhub"
+	"golang.org/x/text/encoding/charmap"
 )
 
 // got is what a test keeps of a record: copies, since the reader reuses
@@ -360,14 +361,15 @@ func TestJSONReader(t *testing.T) {
 		{
 			name: "NDJSON",
 			kind: FormatNDJSON,
-			in:   "{\"a\":1}\r\n\n  \n{\"a\":2}\n{\"a\":\n[1,2]\n\"s\"\n{\"a\":3}",
+			in:   "{\"a\":1}\r\n\n  \n{\"a\":2}\n{\"a\":\n[1,2]\n\"s\"\n{\"a\":3}\n{\"a\":1,\"b\":2,}",
 			want: []got{
 				{Line: 1, Index: 1, Raw: `{"a":1}`},
 				{Line: 4, Index: 2, Raw: `{"a":2}`},
-				{Line: 5, Index: 3, Raw: `{"a":`, Err: `line 5: malformed JSON: cannot parse object: cannot parse object value: cannot parse empty string; unparsed tail: ""`},
+				{Line: 5, Index: 3, Raw: `{"a":`, Err: "line 5: malformed JSON: unexpected end of JSON input"},
 				{Line: 6, Index: 4, Raw: `[1,2]`, Err: "line 6: expected a JSON object, found an array"},
 				{Line: 7, Index: 5, Raw: `"s"`, Err: "line 7: expected a JSON object, found a string"},
 				{Line: 8, Index: 6, Raw: `{"a":3}`},
+				{Line: 9, Index: 7, Raw: `{"a":1,"b":2,}`, Err: "line 9: malformed JSON: invalid character '}' looking for beginning of object key string (column 14)"},
 			},
 		},
 		{
@@ -411,7 +413,7 @@ func TestJSONReader(t *testing.T) {
 			want: []got{
 				{Line: 1, Index: 1, Raw: `{"a":1}`},
 				{Line: 2, Index: 2, Raw: `7`, Err: "line 2: expected a JSON object, found a number"},
-				{Line: 3, Index: 3, Raw: `{"a" 2}`, Err: `line 3: malformed JSON: cannot parse object: missing ':' after object key; unparsed tail: "2}"`},
+				{Line: 3, Index: 3, Raw: `{"a" 2}`, Err: `line 3: malformed JSON: invalid character '2' after object key (column 6)`},
 				{Line: 4, Index: 4, Raw: `null`, Err: "line 4: expected a JSON object, found null"},
 				{Line: 4, Index: 5, Raw: `{"a":3}`},
 			},
@@ -467,6 +469,12 @@ func TestJSONReader(t *testing.T) {
 			want: []got{{Line: 1, Index: 1, Raw: "{\n  \"a\": 1,\n  \"b\": {\n    \"c\": [1, 2]\n  }\n}"}},
 		},
 		{
+			name: "syntax error inside a pretty-printed object",
+			kind: FormatJSON,
+			in:   "{\n  \"a\": 1,\n  \"b\": [1,, 2]\n}\n",
+			want: []got{{Line: 1, Index: 1, Raw: "{\n  \"a\": 1,\n  \"b\": [1,, 2]\n}", Err: "line 1: malformed JSON: invalid character ',' looking for beginning of value (line 3, column 11)"}},
+		},
+		{
 			name: "pretty-printed objects one after another",
 			kind: FormatDebezium,
 			in:   "{\n  \"a\": 1\n}\n{\n  \"a\": 2\n}{\"a\":3}\n\n{\"a\" 4}\n{\n  \"a\": 5\n",
@@ -474,7 +482,7 @@ func TestJSONReader(t *testing.T) {
 				{Line: 1, Index: 1, Raw: "{\n  \"a\": 1\n}"},
 				{Line: 4, Index: 2, Raw: "{\n  \"a\": 2\n}"},
 				{Line: 6, Index: 3, Raw: `{"a":3}`},
-				{Line: 8, Index: 4, Raw: `{"a" 4}`, Err: `line 8: malformed JSON: cannot parse object: missing ':' after object key; unparsed tail: "4}"`},
+				{Line: 8, Index: 4, Raw: `{"a" 4}`, Err: `line 8: malformed JSON: invalid character '4' after object key (column 6)`},
 				{Line: 9, Index: 5, Raw: "{\n  \"a\": 5\n", Err: "line 9: the JSON value that starts here is not closed at the end of the input"},
 			},
 		},
@@ -483,9 +491,33 @@ func TestJSONReader(t *testing.T) {
 			kind: FormatJSON,
 			in:   "{\"a\":1\n{\"a\":2}\n{\"a\":3}\n",
 			want: []got{
-				{Line: 1, Index: 1, Raw: `{"a":1`, Err: `line 1: malformed JSON: cannot parse object: unexpected end of object; unparsed tail: ""`},
+				{Line: 1, Index: 1, Raw: `{"a":1`, Err: "line 1: malformed JSON: unexpected end of JSON input"},
 				{Line: 2, Index: 2, Raw: `{"a":2}`},
 				{Line: 3, Index: 3, Raw: `{"a":3}`},
+			},
+		},
+		{
+			name: "pretty-printed object longer than the limit",
+			kind: FormatJSON,
+			max:  30,
+			in:   "{\n  \"a\": [\n    1,\n    2,\n    3,\n    4,\n    5,\n    6\n  ]\n}\n{\n  \"a\": 1\n}\n",
+			want: []got{
+				{Line: 1, Index: 1, Raw: "{\n  \"a\": [\n    1,\n    2,\n    3,\n    4,\n    5,\n    6\n  ]\n}", Err: "line 1: the JSON value is longer than 30 bytes, the limit"},
+				{Line: 11, Index: 2, Raw: "{\n  \"a\": 1\n}"},
+			},
+		},
+		{
+			name: "long NDJSON whose first line is broken",
+			kind: FormatJSON,
+			max:  30,
+			in:   "{\"a\":[1,\n{\"a\":2}\n{\"a\":3}\n{\"a\":4}\n{\"a\":5}\n{\"a\":6}\n",
+			want: []got{
+				{Line: 1, Index: 1, Raw: `{"a":[1,`, Err: "line 1: malformed JSON: unexpected end of JSON input"},
+				{Line: 2, Index: 2, Raw: `{"a":2}`},
+				{Line: 3, Index: 3, Raw: `{"a":3}`},
+				{Line: 4, Index: 4, Raw: `{"a":4}`},
+				{Line: 5, Index: 5, Raw: `{"a":5}`},
+				{Line: 6, Index: 6, Raw: `{"a":6}`},
 			},
 		},
 		{
@@ -659,6 +691,85 @@ func BenchmarkCSVReader(b *testing.B) {
 				}
 			}
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
+		})
+	}
+}
+
+// TestCharsets checks the hand-written tables against golang.org/x/text,
+// through the reader: every byte value, split across reads.
+func TestCharsets(t *testing.T) {
+	var all []byte
+	for b := 0x20; b < 0x100; b++ {
+		if b != ',' && b != '"' {
+			all = append(all, byte(b))
+		}
+	}
+	for _, c := range []struct {
+		name string
+		enc  *charmap.Charmap
+	}{{"latin1", charmap.ISO8859_1}, {"windows-1252", charmap.Windows1252}} {
+		want, err := c.enc.NewDecoder().Bytes(all)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.name == "windows-1252" {
+			// x/text maps the five undefined bytes to U+FFFD; the reader
+			// keeps them as the C1 controls of the same value.
+			for _, u := range []string{"\u0081", "\u008d", "\u008f", "\u0090", "\u009d"} {
+				want = bytes.Replace(want, []byte("\ufffd"), []byte(u), 1)
+			}
+		}
+		in := append([]byte("col\n"), all...)
+		for how, rd := range readers(in) {
+			recs, err := readAll(t, rd(), csvFormat(func(o *CSVOptions) { o.Encoding = c.name }))
+			if err != nil || len(recs) != 1 || recs[0].Fields[0] != string(want) {
+				t.Errorf("%s read %s: %+v, %v; want the field %q", c.name, how, recs, err, want)
+			}
+		}
+	}
+}
+
+func BenchmarkJSONReader(b *testing.B) {
+	const n = 10000
+	row := `{"customer_id":"c-%d","type":"purchase","time":"2024-01-%02dT10:00:00Z","amount":19.99,"items":[{"sku":"p-1","qty":2}]}`
+	for _, bc := range []struct {
+		name   string
+		kind   FormatKind
+		before string
+		sep    string
+	}{
+		{"ndjson", FormatNDJSON, "", "\n"},
+		{"array", FormatJSON, "[\n", ",\n"},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			var data bytes.Buffer
+			data.WriteString(bc.before)
+			for i := range n {
+				fmt.Fprintf(&data, row, i, 1+i%28)
+				data.WriteString(bc.sep)
+			}
+			if bc.kind == FormatJSON {
+				data.WriteString("{}]")
+			}
+			b.SetBytes(int64(data.Len() / n))
+			b.ReportAllocs()
+			var r *RecordReader
+			for b.Loop() {
+				if r == nil {
+					var err error
+					if r, err = NewRecordReader(bytes.NewReader(data.Bytes()), Format{Kind: bc.kind}); err != nil {
+						b.Fatal(err)
+					}
+				}
+				rec, err := r.Next()
+				if err == io.EOF {
+					r = nil
+					continue
+				}
+				if err != nil || rec.Err != nil {
+					b.Fatal(rec, err)
+				}
+			}
 		})
 	}
 }

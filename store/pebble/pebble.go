@@ -1,6 +1,7 @@
 // Package pebble is Twinhub's embedded store on CockroachDB's Pebble: the
-// event archive, the per-twin timeline, twin snapshots, checkpoints and schema
-// versions, all in one database so one write batch can cover several of them.
+// event archive, the per-twin timeline, twin snapshots, checkpoints, schema
+// versions, dead letters and source mappings, all in one database so one
+// write batch can cover several of them.
 //
 // Key layout (one leading byte names the kind of record):
 //
@@ -13,6 +14,10 @@
 //	'd' n(8)                            a batch of seen event-id hashes
 //	'v' version(4)                      schema source
 //	'm' name                            meta values ("schema" = active version)
+//	'x' 0x00 id(8)                      dead letter (deadletters.go)
+//	'x' 0x01 len source id(8)           dead letter index by source; len is a uvarint
+//	'x' 0x02                            the last dead letter ID handed out
+//	'g' name                            source mapping (YAML)
 //
 // The archived events themselves are in append-only segment files in the
 // archive/ folder beside the database (archive.go says why); Pebble indexes
@@ -54,6 +59,7 @@ type DB struct {
 	dir    string
 	tl     timelineRuns
 	idSeq  atomic.Uint64
+	dl     deadLetters
 	cache  interface{ Unref() }
 	closed atomic.Bool
 }
@@ -95,6 +101,10 @@ func Open(dir string, o Options) (*DB, error) {
 	if err := s.loadRuns(); err != nil {
 		s.Close()
 		return nil, err
+	}
+	if err := s.loadDeadLetters(); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("load dead letters: %w", err)
 	}
 	if s.log, err = openArchive(filepath.Join(dir, "archive"), db); err != nil {
 		s.Close()
