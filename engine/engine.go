@@ -204,6 +204,10 @@ func (e *Engine) Now() time.Time {
 	return e.opts.Now()
 }
 
+// WallClock returns the wall time (Options.Now), even with EventClock: the
+// receive time of events without one and the reference for max_future.
+func (e *Engine) WallClock() time.Time { return e.opts.Now() }
+
 func (e *Engine) nowNS() int64 {
 	if e.opts.EventClock {
 		return e.clock.Load()

@@ -1,0 +1,137 @@
+package source
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/twinhub/twinhub"
+	"github.com/twinhub/twinhub/ingest"
+	"github.com/twinhub/twinhub/mapping"
+)
+
+// ReplaySummary is the outcome of replaying dead letters.
+type ReplaySummary struct {
+	Replayed   int `json:"replayed"`   // dead letters that now went in (or were skipped by the mapping) and are gone
+	Failed     int `json:"failed"`     // dead letters that failed again and stay, with their new reason
+	Events     int `json:"events"`     // events accepted
+	Duplicates int `json:"duplicates"` // events that were already there
+	// Errors lists sources whose dead letters could not be tried at all
+	// (no such source, or its mapping does not fit the schema).
+	Errors []string `json:"errors,omitempty"`
+}
+
+// Replay runs dead letters again through their source's current mapping
+// (mappingOf) and the active schema. Each record is ingested with the
+// file, line and ordinal it was first read with, so a mapping's default
+// event ids come out as they would have the first time: a replay never
+// counts an event twice. A dead letter that now goes in is deleted; one
+// that fails again is updated with its new reason and one more attempt.
+func (im *Importer) Replay(ctx context.Context, dls []twinhub.DeadLetter, mappingOf func(source string) (*mapping.Mapping, error)) (ReplaySummary, error) {
+	var sum ReplaySummary
+	bySource := map[string][]twinhub.DeadLetter{}
+	var order []string
+	for _, dl := range dls {
+		if _, ok := bySource[dl.Source]; !ok {
+			order = append(order, dl.Source)
+		}
+		bySource[dl.Source] = append(bySource[dl.Source], dl)
+	}
+	for _, src := range order {
+		var m *mapping.Mapping
+		if src != EventsSource {
+			var err error
+			if m, err = mappingOf(src); err != nil {
+				sum.Errors = append(sum.Errors, fmt.Sprintf("source %s: %s", src, twinhub.ErrorMessage(err)))
+				continue
+			}
+		}
+		if err := im.replaySource(ctx, m, src, bySource[src], &sum); err != nil {
+			return sum, err
+		}
+	}
+	return sum, nil
+}
+
+func (im *Importer) replaySource(ctx context.Context, m *mapping.Mapping, src string, dls []twinhub.DeadLetter, sum *ReplaySummary) error {
+	sc := im.Sink.Schema()
+	lineage := src
+	if m == nil {
+		lineage = im.eventSource()
+	}
+	p := &producer{im: im, m: m, dec: ingest.NewDecoder(sc, im.Now, lineage), source: src}
+	if m != nil {
+		p.mp = m.NewMapper()
+	}
+	w := &work{}
+	for len(dls) > 0 {
+		chunk := dls[:min(len(dls), im.batchRecords())]
+		dls = dls[len(chunk):]
+		w.reset()
+		failed := make([]int, len(chunk)) // index+1 into w.dead
+		p.dec.BeginBatch()
+		for i := range chunk {
+			dl := &chunk[i]
+			rec, err := recordOf(m, dl)
+			if err != nil {
+				rec = &ingest.Record{Raw: dl.Raw, Header: dl.Header, Line: dl.Line, Index: dl.Record, Err: err}
+			}
+			p.file = dl.File
+			before := len(w.dead)
+			p.record(w, rec)
+			if len(w.dead) > before {
+				failed[i] = before + 1
+			}
+		}
+		p.dec.EndBatch()
+		if err := im.ingest(ctx, sc, w); err != nil {
+			return err
+		}
+		sum.Events += w.sum.Events
+		sum.Duplicates += w.sum.Duplicates
+		var done []uint64
+		now := time.Now().UTC()
+		for i := range chunk {
+			dl := chunk[i]
+			if failed[i] == 0 {
+				done = append(done, dl.ID)
+				continue
+			}
+			again := w.dead[failed[i]-1]
+			dl.Field, dl.Reason, dl.Time = again.Field, again.Reason, now
+			dl.Attempts++
+			if err := im.DeadLetters.UpdateDeadLetter(dl); err != nil {
+				return fmt.Errorf("update dead letter %d: %w", dl.ID, err)
+			}
+			sum.Failed++
+		}
+		if len(done) > 0 {
+			if err := im.DeadLetters.DeleteDeadLetters(done); err != nil {
+				return fmt.Errorf("delete replayed dead letters: %w", err)
+			}
+			sum.Replayed += len(done)
+		}
+	}
+	return nil
+}
+
+// recordOf rebuilds the record a dead letter was read as. A CSV record is
+// split again with its header; the raw bytes are UTF-8 already.
+func recordOf(m *mapping.Mapping, dl *twinhub.DeadLetter) (*ingest.Record, error) {
+	if m == nil || m.Format.Kind != ingest.FormatCSV || dl.Header == nil {
+		return &ingest.Record{Raw: dl.Raw, Line: dl.Line, Index: dl.Record}, nil
+	}
+	opts := m.Format.CSV
+	opts.Header, opts.Columns, opts.Encoding, opts.Comment = false, dl.Header, "utf-8", 0
+	rr, err := ingest.NewRecordReader(bytes.NewReader(dl.Raw), ingest.Format{Kind: ingest.FormatCSV, CSV: opts})
+	if err != nil {
+		return nil, err
+	}
+	rec, err := rr.Next()
+	if err != nil {
+		return nil, fmt.Errorf("read the stored record again: %w", err)
+	}
+	rec.Line, rec.Index = dl.Line, dl.Record
+	return rec, nil
+}
