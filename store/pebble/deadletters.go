@@ -2,6 +2,7 @@ package pebble
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -20,16 +21,31 @@ import (
 //	'x' 0x00 id(8)                        the dead letter (encodeDeadLetter)
 //	'x' 0x01 uvarint(len) source id(8)    its entry in its source's index (empty value)
 //	'x' 0x02                              the last ID handed out
+//	'x' 0x03 identity(16)                 the ID of the dead letter of one record (identityKey)
 //
 // The index lets one source's dead letters be listed without reading every
 // other source's, and Open counts them per source from its keys alone. The
 // last ID is stored because the highest dead letter may have been deleted:
 // IDs are never reused, so a cursor or a link to a dead letter stays valid.
 const (
-	dlMain  = 0x00
-	dlIndex = 0x01
-	dlLast  = 0x02
+	dlMain     = 0x00
+	dlIndex    = 0x01
+	dlLast     = 0x02
+	dlIdentity = 0x03
 )
+
+// identityKey names the record a dead letter keeps: its source, file, line
+// and bytes. Rejecting the same record again (a file imported twice, a
+// retried request) refreshes its dead letter instead of adding another.
+func identityKey(dl *twinhub.DeadLetter) []byte {
+	h := sha256.New()
+	h.Write([]byte(dl.Source))
+	h.Write([]byte{0})
+	h.Write([]byte(dl.File))
+	h.Write(binary.AppendUvarint([]byte{0}, uint64(dl.Line)))
+	h.Write(dl.Raw)
+	return h.Sum([]byte{'x', dlIdentity})[:2+16]
+}
 
 var dlLastKey = []byte{'x', dlLast}
 
@@ -106,9 +122,11 @@ func (s *DB) loadDeadLetters() error {
 	return it.Error()
 }
 
-// AddDeadLetters stores dls, assigning each an increasing ID (set in the
-// slice), durably (pebble.Sync) before returning. On error none is stored
-// and the IDs are left 0.
+// AddDeadLetters stores dls, durably (pebble.Sync) before returning, and
+// sets each one's ID. A record that is already a dead letter (same source,
+// file, line and bytes) is not added twice: its dead letter is refreshed
+// with the new time, field and reason and keeps its ID. New ones get
+// increasing IDs. On error none is stored and the IDs are left 0.
 func (s *DB) AddDeadLetters(dls []twinhub.DeadLetter) error {
 	if len(dls) == 0 {
 		return nil
@@ -119,14 +137,49 @@ func (s *DB) AddDeadLetters(dls []twinhub.DeadLetter) error {
 	defer b.Close()
 	id := s.dl.last
 	var v []byte
+	added := make(map[string]int64)
+	type kept struct {
+		id       uint64
+		attempts int
+	}
+	inBatch := make(map[string]kept)
 	for i := range dls {
-		id++
-		dls[i].ID = id
-		v = encodeDeadLetter(v[:0], &dls[i])
-		if err := b.Set(dlKey(id), v, nil); err != nil {
-			return s.unassign(dls, err)
+		dl := &dls[i]
+		ik := identityKey(dl)
+		k, known := inBatch[string(ik)]
+		old := k.id
+		dl.Attempts = max(dl.Attempts, k.attempts)
+		if !known {
+			prev, ok, err := s.get(ik)
+			if err != nil {
+				return s.unassign(dls, err)
+			}
+			if ok && len(prev) == 8 {
+				old = binary.BigEndian.Uint64(prev)
+				kept, found, err := s.DeadLetter(old)
+				if err != nil {
+					return s.unassign(dls, err)
+				}
+				known = found
+				dl.Attempts = kept.Attempts
+			}
 		}
-		if err := b.Set(dlIndexKey(dls[i].Source, id), nil, nil); err != nil {
+		if known {
+			dl.ID = old
+		} else {
+			id++
+			dl.ID = id
+			added[dl.Source]++
+			if err := b.Set(dlIndexKey(dl.Source, id), nil, nil); err != nil {
+				return s.unassign(dls, err)
+			}
+			if err := b.Set(ik, binary.BigEndian.AppendUint64(nil, id), nil); err != nil {
+				return s.unassign(dls, err)
+			}
+		}
+		inBatch[string(ik)] = kept{dl.ID, dl.Attempts}
+		v = encodeDeadLetter(v[:0], dl)
+		if err := b.Set(dlKey(dl.ID), v, nil); err != nil {
 			return s.unassign(dls, err)
 		}
 	}
@@ -138,8 +191,8 @@ func (s *DB) AddDeadLetters(dls []twinhub.DeadLetter) error {
 	}
 	s.dl.last = id
 	s.dl.cmu.Lock()
-	for i := range dls {
-		s.dl.counts[dls[i].Source]++
+	for src, n := range added {
+		s.dl.counts[src] += n
 	}
 	s.dl.cmu.Unlock()
 	return nil
@@ -287,6 +340,9 @@ func (s *DB) DeleteDeadLetters(ids []uint64) error {
 			return err
 		}
 		if err := b.Delete(dlIndexKey(dl.Source, id), nil); err != nil {
+			return err
+		}
+		if err := b.Delete(identityKey(&dl), nil); err != nil {
 			return err
 		}
 		gone[dl.Source]++

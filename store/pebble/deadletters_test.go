@@ -209,7 +209,7 @@ func TestDeadLettersConcurrent(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := range batches {
-				batch := []twinhub.DeadLetter{deadLetter(fmt.Sprintf("s%d", w), i), deadLetter("shared", i)}
+				batch := []twinhub.DeadLetter{deadLetter(fmt.Sprintf("s%d", w), i), deadLetter("shared", w*batches+i)}
 				if err := db.AddDeadLetters(batch); err != nil {
 					t.Error(err)
 					return
@@ -253,6 +253,59 @@ func TestDeadLettersConcurrent(t *testing.T) {
 	}
 	if counts["shared"] != writers*batches {
 		t.Errorf("count of shared = %d, want %d", counts["shared"], writers*batches)
+	}
+}
+
+// TestDeadLetterOncePerRecord rejects the same record again, in a later
+// call and twice in one call: it stays one dead letter, with its ID, its
+// attempts and the newest reason. Once deleted (replayed), rejecting it
+// again makes a new one.
+func TestDeadLetterOncePerRecord(t *testing.T) {
+	db := openTest(t, t.TempDir())
+	defer db.Close()
+	first := []twinhub.DeadLetter{deadLetter("shop", 1), deadLetter("shop", 2)}
+	if err := db.AddDeadLetters(first); err != nil {
+		t.Fatal(err)
+	}
+	first[0].Attempts = 2
+	if err := db.UpdateDeadLetter(first[0]); err != nil {
+		t.Fatal(err)
+	}
+	again := []twinhub.DeadLetter{deadLetter("shop", 1), deadLetter("shop", 1), deadLetter("shop", 3)}
+	again[0].Reason, again[1].Reason = "newer", "newest"
+	if err := db.AddDeadLetters(again); err != nil {
+		t.Fatal(err)
+	}
+	if again[0].ID != first[0].ID || again[1].ID != first[0].ID || again[2].ID == first[1].ID {
+		t.Fatalf("IDs %d %d %d, want %d %d and a new one", again[0].ID, again[1].ID, again[2].ID, first[0].ID, first[0].ID)
+	}
+	if n := db.DeadLetterCounts()["shop"]; n != 3 {
+		t.Errorf("count %d, want 3 (records 1, 2, 3)", n)
+	}
+	dl, _, err := db.DeadLetter(first[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dl.Reason != "newest" || dl.Attempts != 2 {
+		t.Errorf("refreshed dead letter: reason %q attempts %d, want newest and 2", dl.Reason, dl.Attempts)
+	}
+	other := deadLetter("shop", 1)
+	other.File = "other.csv"
+	if err := db.AddDeadLetters([]twinhub.DeadLetter{other}); err != nil {
+		t.Fatal(err)
+	}
+	if other.ID == first[0].ID {
+		t.Error("the same bytes at the same line of another file share a dead letter")
+	}
+	if err := db.DeleteDeadLetters([]uint64{first[0].ID}); err != nil {
+		t.Fatal(err)
+	}
+	back := []twinhub.DeadLetter{deadLetter("shop", 1)}
+	if err := db.AddDeadLetters(back); err != nil {
+		t.Fatal(err)
+	}
+	if back[0].ID <= other.ID {
+		t.Errorf("rejected again after its dead letter was deleted: ID %d, want a new one above %d", back[0].ID, other.ID)
 	}
 }
 
