@@ -49,6 +49,11 @@ func (s *Server) handleIngest(w nethttp.ResponseWriter, r *nethttp.Request) erro
 	}
 	s.putDecoder(dec)
 
+	if _, _, rejected := b.Counts(); rejected > 0 {
+		// Lines are counted in the body as sent, before trimming.
+		firstLine := 1 + bytes.Count(body.b[:bytes.Index(body.b, data)], []byte{'\n'})
+		s.keepRejected(data, firstLine, single, b)
+	}
 	if single && b.Results[0].Status == twinhub.Rejected {
 		s.metrics.observeIngest(0, 0, 1)
 		res := &b.Results[0]

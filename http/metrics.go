@@ -28,8 +28,10 @@ type Metrics struct {
 
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
+	records  *prometheus.CounterVec
 
 	watchOnce sync.Once
+	deadOnce  sync.Once
 }
 
 // NewMetrics creates Twinhub's collectors and registers them with reg. A nil
@@ -88,8 +90,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "HTTP request latency, by route pattern.",
 			Buckets: prometheus.ExponentialBuckets(100e-6, 2, 18), // 100µs .. 13s
 		}, []string{"route"}),
+		records: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "twinhub_source_records_total",
+			Help: "Records of named sources, by source and outcome: read, skipped (mapped to no event), rejected (kept as dead letters).",
+		}, []string{"source", "outcome"}),
 	}
-	reg.MustRegister(m.accepted, m.duplicates, m.rejected, m.apply, m.fsync, m.batchEvents, m.requests, m.latency)
+	reg.MustRegister(m.accepted, m.duplicates, m.rejected, m.apply, m.fsync, m.batchEvents, m.requests, m.latency, m.records)
 	return m
 }
 
@@ -108,6 +114,36 @@ func (m *Metrics) Watch(e *engine.Engine) {
 			gauge("twinhub_archive_last_seq", "Sequence number of the newest archived event.", func(s engine.Stats) float64 { return float64(s.LastSeq) }),
 		)
 	})
+}
+
+// ObserveSource counts the records of one imported batch; pass it as
+// source.Importer.OnBatch.
+func (m *Metrics) ObserveSource(source string, records, skipped, rejected int) {
+	m.records.WithLabelValues(source, "read").Add(float64(records))
+	if skipped > 0 {
+		m.records.WithLabelValues(source, "skipped").Add(float64(skipped))
+	}
+	if rejected > 0 {
+		m.records.WithLabelValues(source, "rejected").Add(float64(rejected))
+	}
+}
+
+// WatchDeadLetters registers a gauge of the dead letters each source holds,
+// read from counts at every scrape. Only the first call has an effect.
+func (m *Metrics) WatchDeadLetters(counts func() map[string]int64) {
+	m.deadOnce.Do(func() { m.reg.MustRegister(deadLetterGauge{counts: counts}) })
+}
+
+var deadLetterDesc = prometheus.NewDesc("twinhub_deadletters", "Rejected records kept as dead letters, by source.", []string{"source"}, nil)
+
+type deadLetterGauge struct{ counts func() map[string]int64 }
+
+func (g deadLetterGauge) Describe(ch chan<- *prometheus.Desc) { ch <- deadLetterDesc }
+
+func (g deadLetterGauge) Collect(ch chan<- prometheus.Metric) {
+	for src, n := range g.counts() {
+		ch <- prometheus.MustNewConstMetric(deadLetterDesc, prometheus.GaugeValue, float64(n), src)
+	}
 }
 
 // ObserveApply records one shard batch; pass it as engine.Options.OnApply.

@@ -12,6 +12,7 @@ import (
 	"github.com/twinhub/twinhub"
 	"github.com/twinhub/twinhub/engine"
 	"github.com/twinhub/twinhub/ingest"
+	"github.com/twinhub/twinhub/source"
 )
 
 // Defaults for Options' zero values.
@@ -43,8 +44,14 @@ type Options struct {
 	Source string
 	// Ready reports readiness for /readyz; nil means always ready.
 	Ready func() bool
+	// Sources, Importer and DeadLetters serve /v1/sources and
+	// /v1/deadletters; without all three those routes are absent. Rejected
+	// records of POST /v1/events go to DeadLetters when it is set.
+	Sources     *source.Registry
+	Importer    *source.Importer
+	DeadLetters DeadLetterStore
 	// Now is the receive clock for events without a time and the reference
-	// for the schema's max_future. Default Engine.Now.
+	// for the schema's max_future. Default Engine.WallClock.
 	Now func() time.Time
 }
 
@@ -84,9 +91,12 @@ func NewServer(opts Options) *Server {
 		opts.Source = DefaultSource
 	}
 	if opts.Now == nil {
-		opts.Now = opts.Engine.Now
+		opts.Now = opts.Engine.WallClock
 	}
 	opts.Metrics.Watch(opts.Engine)
+	if opts.DeadLetters != nil {
+		opts.Metrics.WatchDeadLetters(opts.DeadLetters.DeadLetterCounts)
+	}
 	s := &Server{opts: opts, e: opts.Engine, log: opts.Logger, metrics: opts.Metrics, mux: nethttp.NewServeMux()}
 
 	s.route("POST /v1/events", s.handleIngest)
@@ -95,6 +105,7 @@ func NewServer(opts Options) *Server {
 	s.route("GET /v1/twins/{key}/events", s.handleTimeline)
 	s.route("GET /v1/schema", s.handleGetSchema)
 	s.route("PUT /v1/schema", s.handlePutSchema)
+	s.sourceRoutes()
 	s.route("GET /healthz", s.handleHealthz)
 	s.route("GET /readyz", s.handleReadyz)
 	s.route("GET /openapi.json", s.handleOpenAPI)
