@@ -25,7 +25,7 @@ func newBenchCmd(e env) *cobra.Command {
 		Use:   "bench",
 		Short: "Generate the benchmark workload and load a Twinhub with it",
 	}
-	c.AddCommand(newBenchGenCmd(e), newBenchRunCmd(e))
+	c.AddCommand(newBenchGenCmd(e), newBenchRunCmd(e), newBenchImportCmd(e))
 	return c
 }
 

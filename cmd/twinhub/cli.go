@@ -83,6 +83,9 @@ read a twin with 'twinhub get'.`,
 		newGetCmd(e),
 		newSchemaCmd(e),
 		newBenchCmd(e),
+		newDeadLettersCmd(e),
+		newMappingCmd(e),
+		newDemoCmd(e),
 		newVersionCmd(e),
 	)
 	return root

@@ -11,6 +11,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -38,20 +39,36 @@ func newIngestCmd(e env) *cobra.Command {
 		server      string
 		batch       int
 		connections int
+		sourceName  string
 	)
 	c := &cobra.Command{
 		Use:   "ingest FILE...",
-		Short: "Send NDJSON event files to a server",
+		Short: "Send event files, or a source's files, to a server",
 		Long: `Ingest reads NDJSON files (gzipped ones too; '-' reads stdin) and posts them
 to the server's /v1/events in batches. It reports progress on stderr and,
 at the end, how many events were accepted, were duplicates (already ingested:
 ingesting a file twice is safe) or were rejected, with the file and line of
 the first rejections and why.
 
+With --source NAME, each file is a file of that source, in its format (CSV,
+NDJSON, JSON, Debezium; gzipped too), and goes to the server whole, as one
+streaming upload that the server maps and ingests in batches: the bulk path.
+Rejected records are listed with their line and kept as dead letters.
+
 Exit status: 0 if every event was accepted or a duplicate, 1 if any was
 rejected, 2 on other errors.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(c *cobra.Command, files []string) error {
+			if sourceName != "" {
+				u := &sourceUploader{
+					env:    e,
+					url:    serverURL(server) + "/v1/sources/" + url.PathEscape(sourceName) + "/records",
+					source: sourceName,
+					files:  files,
+					client: &http.Client{Transport: &http.Transport{Proxy: http.ProxyFromEnvironment}},
+				}
+				return u.run(c.Context())
+			}
 			if batch < 1 {
 				return fmt.Errorf("--batch %d: must be at least 1", batch)
 			}
@@ -80,6 +97,7 @@ rejected, 2 on other errors.`,
 	addServerFlag(fs, &server)
 	fs.IntVar(&batch, "batch", 1000, "events per request")
 	fs.IntVar(&connections, "connections", 2, "requests in flight at once")
+	fs.StringVar(&sourceName, "source", "", "the files belong to this source: upload them whole, mapped by the server")
 	return c
 }
 

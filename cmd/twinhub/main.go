@@ -4,6 +4,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -16,12 +17,15 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	_ "time/tzdata" // mappings name zones (time_zone: America/Sao_Paulo); a server may have no zoneinfo
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/twinhub/twinhub/engine"
 	twinhttp "github.com/twinhub/twinhub/http"
+	"github.com/twinhub/twinhub/schema"
+	"github.com/twinhub/twinhub/source"
 	"github.com/twinhub/twinhub/store/pebble"
 )
 
@@ -63,6 +67,17 @@ type Main struct {
 	// ReplayLag bounds the archived events a restart replays, per shard;
 	// default engine.DefaultReplayLag.
 	ReplayLag uint64
+	// Schema is the YAML schema a new store starts with; default the
+	// built-in retail schema. A store that holds a schema keeps its own.
+	Schema []byte
+	// EventClock makes windows relative to the newest event time instead of
+	// the wall clock: for replaying or exploring historical data.
+	EventClock bool
+	// SourcesDir, when set, holds source mappings (*.yaml) to load at start.
+	SourcesDir string
+	// LookupDir is where the lookup files of mappings registered through
+	// the API are found; default SourcesDir, else the working directory.
+	LookupDir string
 	Logger    *slog.Logger
 	// Registry receives the metrics served at /metrics; nil means a new
 	// registry with the Go runtime and process collectors.
@@ -76,6 +91,8 @@ type Main struct {
 
 	db       *pebble.DB
 	engine   *engine.Engine
+	sources  *source.Registry
+	importer *source.Importer
 	server   *twinhttp.Server
 	stopped  chan struct{} // closed when Serve returns
 	serveErr error         // Serve's result, set before stopped closes
@@ -116,8 +133,16 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	}
 	metrics := twinhttp.NewMetrics(m.Registry)
 	t0 := time.Now()
+	var initial *schema.Schema
+	if m.Schema != nil {
+		if initial, err = schema.Parse(m.Schema); err != nil {
+			return fmt.Errorf("schema: %w", err)
+		}
+	}
 	m.engine, err = engine.Open(engine.Options{
 		Store:        m.db,
+		Schema:       initial,
+		EventClock:   m.EventClock,
 		MemoryBudget: m.MemoryBudget,
 		Partitions:   m.Partitions,
 		ReplayLag:    m.ReplayLag,
@@ -132,6 +157,16 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	m.Logger.Info("engine open", "data", m.DataDir, "schema_version", m.engine.Schema().Version,
 		"partitions", m.engine.Partitions(), "replayed", st.Replayed, "last_seq", st.LastSeq, "took", time.Since(t0).Round(time.Millisecond))
 
+	if m.sources, err = source.NewRegistry(m.db, m.engine.Schema, cmp.Or(m.LookupDir, m.SourcesDir)); err != nil {
+		return err
+	}
+	if m.SourcesDir != "" {
+		if err := m.sources.LoadDir(m.SourcesDir); err != nil {
+			return fmt.Errorf("sources: %w", err)
+		}
+	}
+	m.importer = &source.Importer{Sink: m.engine, DeadLetters: m.db, Now: m.engine.WallClock, OnBatch: metrics.ObserveSource}
+
 	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", m.Listen)
 	if err != nil {
 		return err
@@ -142,6 +177,10 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		Logger:  m.Logger,
 		Metrics: metrics,
 		Ready:   m.ready.Load,
+
+		Sources:     m.sources,
+		Importer:    m.importer,
+		DeadLetters: m.db,
 	})
 	m.stopped = make(chan struct{})
 	go func() {

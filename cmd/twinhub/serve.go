@@ -14,9 +14,11 @@ import (
 
 func newServeCmd(e env) *cobra.Command {
 	var (
-		m        Main
-		memory   = byteSize(engine.DefaultMemoryBudget)
-		addrFile string
+		m          Main
+		memory     = byteSize(engine.DefaultMemoryBudget)
+		addrFile   string
+		schemaFile string
+		clock      string
 	)
 	c := &cobra.Command{
 		Use:   "serve",
@@ -28,6 +30,20 @@ gracefully: requests in flight finish and every twin is persisted.`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			m.MemoryBudget = int64(memory)
+			switch clock {
+			case "wall":
+			case "event":
+				m.EventClock = true
+			default:
+				return problemf("--clock %q: use wall or event", clock)
+			}
+			if schemaFile != "" {
+				src, err := os.ReadFile(schemaFile)
+				if err != nil {
+					return err
+				}
+				m.Schema = src
+			}
 			m.Logger = slog.New(slog.NewTextHandler(e.Stderr, nil))
 			if err := m.Open(c.Context()); err != nil {
 				return err
@@ -56,6 +72,9 @@ gracefully: requests in flight finish and every twin is persisted.`,
 	fs.IntVar(&m.Partitions, "partitions", engine.DefaultPartitions, "key partitions of a new store (fixed once created)")
 	fs.Uint64Var(&m.ReplayLag, "replay-lag", engine.DefaultReplayLag, "most archived events per shard a restart replays; smaller persists twins more often")
 	fs.StringVar(&addrFile, "addr-file", "", "write the actual listen address to this file once listening")
+	fs.StringVar(&m.SourcesDir, "sources", "", "directory of source mappings (*.yaml) to load; their lookup files are relative to it")
+	fs.StringVar(&schemaFile, "schema", "", "YAML schema a new store starts with (default: the built-in retail schema); an existing store keeps its own, change it with PUT /v1/schema")
+	fs.StringVar(&clock, "clock", "wall", "what windows are relative to: wall (now) or event (the newest event time, for historical data)")
 	bindEnv(c, e, "data", "TWINHUB_DATA")
 	bindEnv(c, e, "listen", "TWINHUB_LISTEN")
 	bindEnv(c, e, "memory", "TWINHUB_MEMORY")
