@@ -370,6 +370,7 @@ func (p *producer) record(w *work, rec *ingest.Record) {
 func (p *producer) reject(w *work, rec *ingest.Record, file, field string, err error) {
 	w.sum.Rejected++
 	dl := twinhub.DeadLetter{
+		Time:   p.now(),
 		Source: p.source,
 		File:   file,
 		Line:   rec.Line,
@@ -383,6 +384,14 @@ func (p *producer) reject(w *work, rec *ingest.Record, file, field string, err e
 	if len(w.sum.Rejections) < p.im.maxRejections() {
 		w.sum.Rejections = append(w.sum.Rejections, Rejection{File: file, Line: rec.Line, Record: rec.Index, Field: field, Reason: dl.Reason})
 	}
+}
+
+// now is when a record is rejected: the importer's receive clock.
+func (p *producer) now() time.Time {
+	if p.im.Now != nil {
+		return p.im.Now().UTC()
+	}
+	return time.Now().UTC()
 }
 
 // headerOf returns a stable copy of rec's header: the reader's slice is

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -52,9 +53,14 @@ func (u *sourceUploader) run(ctx context.Context) error {
 		total.Duplicates += ans.Duplicates
 		total.Skipped += ans.Skipped
 		total.Rejected += ans.Rejected
-		fmt.Fprintf(u.env.Stdout, "%s: %s records: %s events accepted, %s duplicates, %s records skipped, %s rejected (%s records/s)\n",
+		took := time.Duration(ans.TookMS) * time.Millisecond
+		speed := "in under a millisecond"
+		if took > 0 {
+			speed = fmt.Sprintf("in %s, %s records/s", took, group(rate(int64(ans.Records), took)))
+		}
+		fmt.Fprintf(u.env.Stdout, "%s: %s records: %s events accepted, %s duplicates, %s records skipped, %s rejected (%s)\n",
 			displayName(name), group(int64(ans.Records)), group(int64(ans.Events)), group(int64(ans.Duplicates)),
-			group(int64(ans.Skipped)), group(int64(ans.Rejected)), group(rate(int64(ans.Records), time.Duration(ans.TookMS)*time.Millisecond)))
+			group(int64(ans.Skipped)), group(int64(ans.Rejected)), speed)
 		for i, r := range ans.Rejections {
 			if i == maxShown {
 				fmt.Fprintf(u.env.Stdout, "  ... %d more; see twinhub deadletters list --source %s\n", ans.Rejected-maxShown, u.source)
@@ -291,13 +297,17 @@ counts twice.`,
 		Short: "Show one dead letter with its raw record",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			var d map[string]any
+			var d json.RawMessage
 			if err := apiCall(c.Context(), http.MethodGet, serverURL(server)+"/v1/deadletters/"+url.PathEscape(args[0]), &d); err != nil {
 				return err
 			}
-			out, _ := json.MarshalIndent(d, "", "  ")
-			fmt.Fprintf(e.Stdout, "%s\n", out)
-			return nil
+			var out bytes.Buffer
+			if err := json.Indent(&out, d, "", "  "); err != nil {
+				return err
+			}
+			out.WriteByte('\n')
+			_, err := out.WriteTo(e.Stdout)
+			return err
 		},
 	}
 
