@@ -5,7 +5,10 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"mime"
+	"mime/multipart"
 	nethttp "net/http"
+	"path"
 	"strconv"
 	"time"
 
@@ -132,8 +135,25 @@ func (s *Server) handleSourceRecords(w nethttp.ResponseWriter, r *nethttp.Reques
 	if len(file) > 1024 {
 		return errInvalidParam("file", "is %d bytes long; at most 1024 allowed", len(file))
 	}
+	body := io.Reader(r.Body)
+	if mt, params, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == "multipart/form-data" {
+		// A form upload (curl -F file=@orders.csv): the first file part is
+		// the input, and its name is the file unless ?file= says otherwise.
+		part, err := multipart.NewReader(r.Body, params["boundary"]).NextPart()
+		if err != nil {
+			return newProblem(twinhub.EINVALID, "reading the multipart form: "+err.Error()+"; send the file as its first part (curl -F file=@orders.csv)")
+		}
+		defer part.Close()
+		if file == "" {
+			file = path.Base(part.FileName())
+			if file == "." || file == "/" {
+				file = ""
+			}
+		}
+		body = part
+	}
 	t0 := time.Now()
-	sum, err := s.opts.Importer.Import(r.Context(), m, r.Body, file, nil)
+	sum, err := s.opts.Importer.Import(r.Context(), m, body, file, nil)
 	s.metrics.observeIngest(sum.Events, sum.Duplicates, sum.Rejected)
 	if err != nil {
 		if ctxErr := r.Context().Err(); ctxErr != nil && errors.Is(err, ctxErr) {
