@@ -14,12 +14,15 @@ import (
 	"github.com/valyala/fastjson"
 )
 
-// Limits on one record's common fields. MaxPosition is 2^53, the largest
-// integer that every JSON implementation reads exactly.
+// Limits on one record's common fields. MaxPosition is the largest int64:
+// MySQL binlog coordinates (file, offset, row) need 63 bits to order as
+// the binlog does (see package mapping), so positions cannot stop at 2^53,
+// the largest integer that JSON readers using doubles (JavaScript) read
+// exactly. Twinhub reads and writes every position exactly.
 const (
 	MaxIDLen    = 256
 	MaxKeyLen   = 256
-	MaxPosition = 1 << 53
+	MaxPosition = math.MaxInt64
 )
 
 // Batch is a set of records decoded together. Events holds the accepted
@@ -380,11 +383,11 @@ func unixNano(t time.Time, field string) (int64, *twinhub.Error) {
 
 // positionValue reads the common member position: a whole JSON number from
 // 0 to MaxPosition. 5.0 and 5e3 are whole; the check is on the text, since a
-// float64 cannot tell 2^53 from 2^53+1 or 3 from 3.0000000000000001.
+// float64 cannot tell 2^63-1 from 2^63 or 3 from 3.0000000000000001.
 func positionValue(fv *fastjson.Value) (int64, *twinhub.Error) {
-	const rule = "a position is a whole number from 0 to 9007199254740992 (2^53)"
+	const rule = "a position is a whole number from 0 to 9223372036854775807 (2^63-1)"
 	if fv.Type() != fastjson.TypeNumber {
-		return 0, twinhub.FieldErrorf(schema.PositionField, "expected a whole number from 0 to 9007199254740992 (2^53), found %s", describe(fv))
+		return 0, twinhub.FieldErrorf(schema.PositionField, "expected a whole number from 0 to 9223372036854775807 (2^63-1), found %s", describe(fv))
 	}
 	n, err := fv.Int64() // the usual case, a plain integer, does not allocate
 	whole, over := true, false
@@ -392,7 +395,7 @@ func positionValue(fv *fastjson.Value) (int64, *twinhub.Error) {
 		var ok bool
 		n, whole, over, ok = integerText(fv.String())
 		if !ok {
-			return 0, twinhub.FieldErrorf(schema.PositionField, "expected a whole number from 0 to 9007199254740992 (2^53), found %s", shortNumber(fv))
+			return 0, twinhub.FieldErrorf(schema.PositionField, "expected a whole number from 0 to 9223372036854775807 (2^63-1), found %s", shortNumber(fv))
 		}
 	}
 	switch {
@@ -455,19 +458,20 @@ func integerText(s string) (n int64, whole, over, ok bool) {
 	if len(digits) > point {
 		return sign, false, false, true
 	}
-	if point > len("9007199254740992") {
+	if point > len("9223372036854775807") {
 		return sign, true, true, true
 	}
+	var u uint64 // 19 digits fit: 10^19 < 2^64
 	for i := range point {
-		n *= 10
+		u *= 10
 		if i < len(digits) {
-			n += int64(digits[i] - '0')
+			u += uint64(digits[i] - '0')
 		}
 	}
-	if n > MaxPosition {
+	if u > MaxPosition {
 		return sign, true, true, true
 	}
-	return sign * n, true, false, true
+	return sign * int64(u), true, false, true
 }
 
 func allDigits(s string) bool {

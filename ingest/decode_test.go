@@ -78,12 +78,13 @@ func TestDecodeRejects(t *testing.T) {
 		{"time as bool", `{"id":"e-1","type":"view","customer_id":"c-1","time":true}`, "time", "expected an RFC 3339 time string or unix milliseconds"},
 		{"huge unix ms", `{"id":"e-1","type":"view","customer_id":"c-1","time":1e300}`, "time", "not a unix time"},
 		{"null on a required field", `{"id":"e-1","type":"purchase","customer_id":"c-1","amount":null,"product_id":"p"}`, "amount", "missing; required"},
-		{"negative position", `{"id":"e-1","type":"view","customer_id":"c-1","position":-1}`, "position", "-1 is negative; a position is a whole number from 0 to 9007199254740992"},
+		{"negative position", `{"id":"e-1","type":"view","customer_id":"c-1","position":-1}`, "position", "-1 is negative; a position is a whole number from 0 to 9223372036854775807"},
 		{"fractional position", `{"id":"e-1","type":"view","customer_id":"c-1","position":2.5}`, "position", "2.5 is not a whole number"},
 		{"fraction a float64 would lose", `{"id":"e-1","type":"view","customer_id":"c-1","position":3.0000000000000001}`, "position", "3.0000000000000001 is not a whole number"},
-		{"position as string", `{"id":"e-1","type":"view","customer_id":"c-1","position":"5"}`, "position", `expected a whole number from 0 to 9007199254740992 (2^53), found string "5"`},
+		{"position as string", `{"id":"e-1","type":"view","customer_id":"c-1","position":"5"}`, "position", `expected a whole number from 0 to 9223372036854775807 (2^63-1), found string "5"`},
 		{"position as bool", `{"id":"e-1","type":"view","customer_id":"c-1","position":true}`, "position", "found bool true"},
-		{"position above 2^53", `{"id":"e-1","type":"view","customer_id":"c-1","position":9007199254740993}`, "position", "9007199254740993 is too large"},
+		{"position above 2^63-1", `{"id":"e-1","type":"view","customer_id":"c-1","position":9223372036854775808}`, "position", "9223372036854775808 is too large"},
+		{"position above 2^63-1 in an exponent", `{"id":"e-1","type":"view","customer_id":"c-1","position":92233720368547758.08e2}`, "position", "is too large"},
 		{"position beyond int64", `{"id":"e-1","type":"view","customer_id":"c-1","position":123456789012345678901234567890}`, "position", "is too large"},
 		{"position with exponent, too large", `{"id":"e-1","type":"view","customer_id":"c-1","position":1e300}`, "position", "1e300 is too large"},
 		{"position not a JSON number", `{"id":"e-1","type":"view","customer_id":"c-1","position":1-2}`, "position", "found 1-2"},
@@ -138,7 +139,10 @@ func TestDecodePosition(t *testing.T) {
 		want int64
 	}{
 		{"", 0}, {"0", 0}, {"-0", 0}, {"-0.0", 0}, {"7", 7}, {"7.0", 7}, {"7e3", 7000}, {"70e-1", 7}, {"0.7e1", 7},
-		{"1E2", 100}, {"9007199254740992", MaxPosition}, {"9007199254740992.000", MaxPosition}, {"null", 0},
+		{"1E2", 100}, {"null", 0},
+		// Beyond 2^53, exactly: MySQL binlog coordinates need 63 bits.
+		{"9007199254740993", 1<<53 + 1}, {"9165530732224512", 1042<<43 | 880412<<11}, {"9.2e18", 9_200_000_000_000_000_000},
+		{"9223372036854775807", MaxPosition}, {"9223372036854775807.000", MaxPosition}, {"922337203685477580.7e1", MaxPosition},
 	} {
 		rec := `{"id":"e-1","type":"view","customer_id":"c-1"}`
 		if tc.text != "" {
@@ -273,6 +277,7 @@ func FuzzDecode(f *testing.F) {
 // FuzzIntegerText checks integerText against exact rational arithmetic.
 func FuzzIntegerText(f *testing.F) {
 	for _, s := range []string{"0", "-0", "7", "7.0", "7e3", "70e-1", "0.5", "9007199254740992", "9007199254740993",
+		"9223372036854775807", "9223372036854775808", "-9223372036854775808", "99999999999999999999", "1e19",
 		"9007199254740992.0000001", "3.0000000000000001", "1e16", "-2.5", "1-2", "nan", ".5", "5.", "1e", "1e+-5", "00012.3400e+2"} {
 		f.Add(s)
 	}

@@ -157,20 +157,23 @@ func (r *RecordReader) nextJSON() (*Record, error) {
 // array of objects; '{' is NDJSON when the first line is a whole value, and
 // otherwise values spread over several lines (a pretty-printed object, or
 // several, as jq writes them), unless the first line looks like broken
-// NDJSON (see pretty).
+// NDJSON (see pretty). A Debezium input may also start with null.
 func (r *RecordReader) sniff() error {
 	r.mode = jsonLines
 	if !r.skipSpace() {
 		return r.rerr
 	}
-	switch c := r.buf[r.pos]; c {
-	case '[':
+	switch c := r.buf[r.pos]; {
+	case c == '[':
 		r.pos++
 		r.mode = jsonArrayFirst
-	case '{':
+	case c == '{':
 		if !r.firstLineWhole() && r.pretty() {
 			r.mode = jsonValues
 		}
+	case c == 'n' && r.f.Kind == FormatDebezium:
+		// A tombstone first: one change event per line, as Kafka dumps
+		// are written.
 	default:
 		return recordErr(r.line, "expected a JSON array or object, found %s", quoteChar(r.buf[r.pos:r.end]))
 	}
@@ -292,7 +295,7 @@ func (r *RecordReader) valueRecord(v []byte, line int, long bool) *Record {
 	r.rec = Record{Raw: v, Line: line, Index: r.index}
 	if long {
 		r.rec.Err = recordErr(line, "the JSON value is longer than %s, the limit", sizeText(r.maxRec))
-	} else if err := checkObject(v, line); err != nil {
+	} else if err := r.checkRecord(v, line); err != nil {
 		r.rec.Err = err
 	}
 	return &r.rec
@@ -315,7 +318,7 @@ func (r *RecordReader) nextLine() (*Record, error) {
 		r.rec = Record{Raw: v[:len(v):len(v)], Line: line, Index: r.index}
 		if long {
 			r.rec.Err = recordErr(line, "the line is longer than %s, the limit", sizeText(r.maxRec))
-		} else if err := checkObject(v, line); err != nil {
+		} else if err := r.checkRecord(v, line); err != nil {
 			r.rec.Err = err
 		}
 		return &r.rec, nil
@@ -369,6 +372,17 @@ func (r *RecordReader) readLine() (v []byte, line int, long bool, err error) {
 		v = s.prefix
 	}
 	return v, line, long, nil
+}
+
+// checkRecord returns the error of a record that is not one JSON object,
+// except that a Debezium input may hold null: a tombstone, which Kafka
+// keeps after a delete for log compaction and a console consumer prints as
+// null. It is a record, for the mapping to skip.
+func (r *RecordReader) checkRecord(v []byte, line int) error {
+	if r.f.Kind == FormatDebezium && string(bytes.Trim(v, " \t\r\n")) == "null" {
+		return nil
+	}
+	return checkObject(v, line)
 }
 
 // checkObject returns the error of a record that is not one JSON object.

@@ -408,7 +408,7 @@ func TestJSONReader(t *testing.T) {
 		},
 		{
 			name: "array with bad elements",
-			kind: FormatDebezium,
+			kind: FormatJSON,
 			in:   "[{\"a\":1},\n 7,\n {\"a\" 2},\n null, {\"a\":3},]",
 			want: []got{
 				{Line: 1, Index: 1, Raw: `{"a":1}`},
@@ -417,6 +417,36 @@ func TestJSONReader(t *testing.T) {
 				{Line: 4, Index: 4, Raw: `null`, Err: "line 4: expected a JSON object, found null"},
 				{Line: 4, Index: 5, Raw: `{"a":3}`},
 			},
+		},
+		{
+			// Kafka keeps a tombstone after each delete; dumps print it as
+			// null. It is a record, which the mapping skips.
+			name: "Debezium tombstones",
+			kind: FormatDebezium,
+			in:   "null\n{\"op\":\"d\"}\r\n null \n\n[null]\n\"null\"\n",
+			want: []got{
+				{Line: 1, Index: 1, Raw: `null`},
+				{Line: 2, Index: 2, Raw: `{"op":"d"}`},
+				{Line: 3, Index: 3, Raw: ` null `},
+				{Line: 5, Index: 4, Raw: `[null]`, Err: "line 5: expected a JSON object, found an array"},
+				{Line: 6, Index: 5, Raw: `"null"`, Err: "line 6: expected a JSON object, found a string"},
+			},
+		},
+		{
+			name: "Debezium array with tombstones",
+			kind: FormatDebezium,
+			in:   "[{\"op\":\"c\"},\n null, {\"op\":\"d\"}]",
+			want: []got{
+				{Line: 1, Index: 1, Raw: `{"op":"c"}`},
+				{Line: 2, Index: 2, Raw: `null`},
+				{Line: 2, Index: 3, Raw: `{"op":"d"}`},
+			},
+		},
+		{
+			name: "JSON does not start with null",
+			kind: FormatJSON,
+			in:   "null\n{\"a\":1}\n",
+			err:  "line 1: expected a JSON array or object, found 'n'",
 		},
 		{
 			name: "array element longer than the limit",
