@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/twinhub/twinhub"
@@ -320,7 +321,10 @@ func (p *producer) record(w *work, rec *ingest.Record) {
 		file = p.fileOf(rec)
 	}
 	if rec.Err != nil {
-		p.reject(w, rec, file, "", rec.Err)
+		// The reader's message names the line, which the dead letter and
+		// every listing already show.
+		msg := strings.TrimPrefix(rec.Err.Error(), fmt.Sprintf("line %d: ", rec.Line))
+		p.reject(w, rec, file, "", errors.New(msg))
 		return
 	}
 	if p.m == nil { // an event already
