@@ -296,9 +296,10 @@ func (s *Server) keepRejected(data []byte, firstLine int, single bool, b *ingest
 		return
 	}
 	var dls []twinhub.DeadLetter
+	now := s.opts.Now().UTC()
 	add := func(rec []byte, index, line int) {
 		res := &b.Results[index]
-		dls = append(dls, twinhub.DeadLetter{Source: source.EventsSource, Line: line, Record: index + 1, Field: res.Field, Reason: res.Reason, Raw: bytes.Clone(rec)})
+		dls = append(dls, twinhub.DeadLetter{Time: now, Source: source.EventsSource, Line: line, Record: index + 1, Field: res.Field, Reason: res.Reason, Raw: bytes.Clone(rec)})
 	}
 	if single {
 		add(data, 0, firstLine)

@@ -125,6 +125,13 @@ func (im *Importer) batchRecords() int {
 	return DefaultBatchRecords
 }
 
+func (im *Importer) now() time.Time {
+	if im.Now != nil {
+		return im.Now()
+	}
+	return time.Now()
+}
+
 func (im *Importer) eventSource() string {
 	if im.EventSource != "" {
 		return im.EventSource
@@ -213,6 +220,10 @@ func (im *Importer) commit(ctx context.Context, sc *schema.Schema, source string
 		return err
 	}
 	if len(w.dead) > 0 {
+		now := im.now().UTC()
+		for i := range w.dead {
+			w.dead[i].Time = now
+		}
 		if err := im.DeadLetters.AddDeadLetters(w.dead); err != nil {
 			return fmt.Errorf("store dead letters: %w", err)
 		}

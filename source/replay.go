@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/twinhub/twinhub"
 	"github.com/twinhub/twinhub/ingest"
@@ -91,7 +90,7 @@ func (im *Importer) replaySource(ctx context.Context, m *mapping.Mapping, src st
 		sum.Events += w.sum.Events
 		sum.Duplicates += w.sum.Duplicates
 		var done []uint64
-		now := time.Now().UTC()
+		now := im.now().UTC()
 		for i := range chunk {
 			dl := chunk[i]
 			if failed[i] == 0 {
