@@ -3,7 +3,10 @@ package source
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 
 	"github.com/twinhub/twinhub"
 	"github.com/twinhub/twinhub/ingest"
@@ -132,5 +135,28 @@ func recordOf(m *mapping.Mapping, dl *twinhub.DeadLetter) (*ingest.Record, error
 		return nil, fmt.Errorf("read the stored record again: %w", err)
 	}
 	rec.Line, rec.Index = dl.Line, dl.Record
+	if rec.Err != nil {
+		rec.Err = atLine(rec.Err, dl.Line)
+	}
 	return rec, nil
+}
+
+// atLine moves a reader error about a record read on its own, which
+// counts lines from 1 ("line 1: 4 fields, ..."), to the record's line in
+// its input.
+func atLine(err error, line int) error {
+	var te *twinhub.Error
+	if !errors.As(err, &te) {
+		return err
+	}
+	rest, ok := strings.CutPrefix(te.Message, "line ")
+	if !ok {
+		return err
+	}
+	n, msg, ok := strings.Cut(rest, ": ")
+	k, convErr := strconv.Atoi(n)
+	if !ok || convErr != nil || k < 1 {
+		return err
+	}
+	return &twinhub.Error{Code: te.Code, Field: te.Field, Message: fmt.Sprintf("line %d: %s", line+k-1, msg)}
 }
