@@ -30,11 +30,17 @@ type ReplaySummary struct {
 // event ids come out as they would have the first time: a replay never
 // counts an event twice. A dead letter that now goes in is deleted; one
 // that fails again is updated with its new reason and one more attempt.
+// A dead letter given twice (the same ID) is replayed once.
 func (im *Importer) Replay(ctx context.Context, dls []twinhub.DeadLetter, mappingOf func(source string) (*mapping.Mapping, error)) (ReplaySummary, error) {
 	var sum ReplaySummary
 	bySource := map[string][]twinhub.DeadLetter{}
 	var order []string
+	seen := make(map[uint64]bool, len(dls))
 	for _, dl := range dls {
+		if dl.ID != 0 && seen[dl.ID] { // named twice: replaying it twice would count it twice
+			continue
+		}
+		seen[dl.ID] = true
 		if _, ok := bySource[dl.Source]; !ok {
 			order = append(order, dl.Source)
 		}
