@@ -132,6 +132,11 @@ func (s *Server) handleSourceRecords(w nethttp.ResponseWriter, r *nethttp.Reques
 	if len(file) > 1024 {
 		return errInvalidParam("file", "is %d bytes long; at most 1024 allowed", len(file))
 	}
+	// gzip is detected from the body's first bytes; any other encoding
+	// would be read as records and fill the dead letters with garbage.
+	if _, err := isGzip(r); err != nil {
+		return err
+	}
 	t0 := time.Now()
 	sum, err := s.opts.Importer.Import(r.Context(), m, r.Body, file, nil)
 	s.metrics.observeIngest(sum.Events, sum.Duplicates, sum.Rejected)
