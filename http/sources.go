@@ -170,7 +170,7 @@ func readProblem(re *source.ReadError, records int) *problem {
 	if errors.As(re.Err, &te) {
 		return newProblem(twinhub.EINVALID, te.Error()+"; "+taken+"; send the whole body again once it is fixed (nothing counts twice)")
 	}
-	return newProblem(twinhub.EINVALID, "reading the body: "+re.Err.Error()+"; "+taken+"; send the whole body again (nothing counts twice)")
+	return newProblem(twinhub.EINVALID, re.Error()+"; "+taken+"; send the whole body again (nothing counts twice)")
 }
 
 type deadLetterJSON struct {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/twinhub/twinhub"
@@ -96,7 +97,13 @@ func (s *Summary) add(o *Summary, maxRejections int) {
 // JSON array broken beyond recovery), as opposed to one of the engine.
 type ReadError struct{ Err error }
 
-func (e *ReadError) Error() string { return "read input: " + e.Err.Error() }
+func (e *ReadError) Error() string {
+	msg := e.Err.Error()
+	if strings.HasPrefix(msg, "read input: ") { // the reader's own I/O errors say so already
+		return msg
+	}
+	return "read input: " + msg
+}
 func (e *ReadError) Unwrap() error { return e.Err }
 
 // work is one batch on its way from the reader to the engine.
@@ -156,6 +163,9 @@ func (im *Importer) maxRejections() int {
 func (im *Importer) Import(ctx context.Context, m *mapping.Mapping, r io.Reader, file string, progress func(Summary)) (Summary, error) {
 	rr, err := ingest.NewRecordReader(r, m.Format)
 	if err != nil {
+		if _, ok := errors.AsType[*twinhub.Error](err); !ok {
+			err = &ReadError{Err: err} // the input failed in its first bytes
+		}
 		return Summary{}, err
 	}
 	sc := im.Sink.Schema()

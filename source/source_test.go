@@ -387,6 +387,15 @@ func TestImportReadError(t *testing.T) {
 	v := newEnv(t)
 	v.im.BatchRecords = 10
 	m := v.mapping(ordersMapping)
+
+	broken := errors.New("connection reset")
+	sum, err := v.im.Import(context.Background(), m, &failingReader{err: broken}, "orders.csv", nil)
+	if _, ok := errors.AsType[*source.ReadError](err); !ok || !errors.Is(err, broken) || sum.Records != 0 {
+		t.Errorf("Import of an input that fails at once = %+v, %v (%T); want no record and a *source.ReadError", sum, err, err)
+	} else if got := err.Error(); got != "read input: connection reset" {
+		t.Errorf("error %q, want read input: connection reset", got)
+	}
+
 	var b strings.Builder
 	b.WriteString("customer,when,quantity,amount,product\n")
 	for i := range 100 {
@@ -397,11 +406,13 @@ func TestImportReadError(t *testing.T) {
 	cut += strings.IndexByte(input[cut:], ',') // in the middle of a row
 	complete := strings.Count(input[:cut], "\n") - 1
 
-	broken := errors.New("connection reset")
-	sum, err := v.im.Import(context.Background(), m, &failingReader{data: input[:cut], err: broken}, "orders.csv", nil)
+	sum, err = v.im.Import(context.Background(), m, &failingReader{data: input[:cut], err: broken}, "orders.csv", nil)
 	var re *source.ReadError
 	if !errors.As(err, &re) || !errors.Is(err, broken) {
 		t.Fatalf("Import = %v (%T), want a *source.ReadError wrapping the reader's error", err, err)
+	}
+	if got := err.Error(); got != "read input: connection reset" {
+		t.Errorf("error %q, want read input: connection reset", got)
 	}
 	if sum.Records != complete || sum.Events != complete || sum.Rejected != 0 {
 		t.Errorf("summary %+v, want the %d complete records read and ingested", sum, complete)
