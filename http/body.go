@@ -77,6 +77,19 @@ func humanBytes(n int64) string {
 	return fmt.Sprintf("%d B", n)
 }
 
+// isGzip reports whether r's Content-Encoding says its body is
+// gzip-compressed; an encoding other than gzip or identity is a 400 problem.
+func isGzip(r *nethttp.Request) (bool, error) {
+	switch enc := strings.TrimSpace(r.Header.Get("Content-Encoding")); {
+	case enc == "" || strings.EqualFold(enc, "identity"):
+		return false, nil
+	case strings.EqualFold(enc, "gzip") || strings.EqualFold(enc, "x-gzip"):
+		return true, nil
+	default:
+		return false, newProblem(twinhub.EINVALID, fmt.Sprintf("unsupported Content-Encoding %q; send the body plain or gzip-compressed", enc))
+	}
+}
+
 // readBody reads r's body, decompressing gzip, into a pooled buffer that the
 // caller returns with putBuffer. Bodies over Options.MaxBodyBytes, before or
 // after decompression, are a 413 problem; malformed gzip is a 400.
@@ -86,13 +99,9 @@ func (s *Server) readBody(w nethttp.ResponseWriter, r *nethttp.Request) (*buffer
 		return nil, errTooLarge(limit)
 	}
 	src := io.Reader(nethttp.MaxBytesReader(w, r.Body, limit))
-	gz := false
-	switch enc := strings.TrimSpace(r.Header.Get("Content-Encoding")); {
-	case enc == "" || strings.EqualFold(enc, "identity"):
-	case strings.EqualFold(enc, "gzip") || strings.EqualFold(enc, "x-gzip"):
-		gz = true
-	default:
-		return nil, newProblem(twinhub.EINVALID, fmt.Sprintf("unsupported Content-Encoding %q; send the body plain or gzip-compressed", enc))
+	gz, err := isGzip(r)
+	if err != nil {
+		return nil, err
 	}
 	buf := s.getBuffer()
 	if gz {

@@ -120,7 +120,12 @@ func (s *Server) writeError(w nethttp.ResponseWriter, r *nethttp.Request, err er
 	}
 	var ve *schema.ValidationError
 	if errors.As(err, &ve) {
-		p.Detail = fmt.Sprintf("invalid schema: %d problem(s); the running version stays active", len(ve.Problems))
+		switch ve.Subject {
+		case "", "schema":
+			p.Detail = fmt.Sprintf("invalid schema: %d problem(s); the running version stays active", len(ve.Problems))
+		default: // a mapping
+			p.Detail = fmt.Sprintf("invalid %s: %d problem(s); the one registered before stays active", ve.Subject, len(ve.Problems))
+		}
 		p.Problems = make([]schemaProblem, len(ve.Problems))
 		for i, sp := range ve.Problems {
 			p.Problems[i] = schemaProblem{Line: sp.Line, Column: sp.Column, Path: sp.Path, Message: sp.Message, Hint: sp.Hint}

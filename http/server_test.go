@@ -18,18 +18,24 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twinhub/twinhub/engine"
 	twhttp "github.com/twinhub/twinhub/http"
+	"github.com/twinhub/twinhub/source"
 	"github.com/twinhub/twinhub/store/pebble"
 )
 
 var testNow = time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC)
 
-// testServer is a real server on 127.0.0.1:0 over a real engine on Pebble.
+// testServer is a real server on 127.0.0.1:0 over a real engine on Pebble,
+// with sources and dead letters kept in the same store.
 type testServer struct {
 	tb     testing.TB
 	url    string
 	srv    *twhttp.Server
 	e      *engine.Engine
+	db     *pebble.DB
 	client *nethttp.Client
+	// lookupDir is where the lookup files of mappings put over HTTP are
+	// read from.
+	lookupDir string
 }
 
 // newTestServer starts a server; opt, if not nil, adjusts its options.
@@ -51,10 +57,20 @@ func newTestServer(tb testing.TB, opt func(*twhttp.Options)) *testServer {
 		db.Close()
 		tb.Fatal(err)
 	}
+	lookupDir := tb.TempDir()
+	reg, err := source.NewRegistry(db, e.Schema, lookupDir)
+	if err != nil {
+		e.Close()
+		db.Close()
+		tb.Fatal(err)
+	}
 	opts := twhttp.Options{
-		Engine:  e,
-		Metrics: m,
-		Logger:  slog.New(slog.NewTextHandler(tbWriter{tb}, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Engine:      e,
+		Metrics:     m,
+		Logger:      slog.New(slog.NewTextHandler(tbWriter{tb}, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Sources:     reg,
+		Importer:    &source.Importer{Sink: e, DeadLetters: db, Now: e.WallClock, OnBatch: m.ObserveSource},
+		DeadLetters: db,
 	}
 	if opt != nil {
 		opt(&opts)
@@ -66,7 +82,7 @@ func newTestServer(tb testing.TB, opt func(*twhttp.Options)) *testServer {
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	ts := &testServer{tb: tb, url: "http://" + ln.Addr().String(), srv: srv, e: e, client: &nethttp.Client{Timeout: time.Minute}}
+	ts := &testServer{tb: tb, url: "http://" + ln.Addr().String(), srv: srv, e: e, db: db, client: &nethttp.Client{Timeout: time.Minute}, lookupDir: lookupDir}
 	tb.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()

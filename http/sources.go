@@ -135,6 +135,11 @@ func (s *Server) handleSourceRecords(w nethttp.ResponseWriter, r *nethttp.Reques
 	if len(file) > 1024 {
 		return errInvalidParam("file", "is %d bytes long; at most 1024 allowed", len(file))
 	}
+	// gzip is detected from the body's first bytes; any other encoding
+	// would be read as records and fill the dead letters with garbage.
+	if _, err := isGzip(r); err != nil {
+		return err
+	}
 	body := io.Reader(r.Body)
 	if mt, params, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == "multipart/form-data" {
 		// A form upload (curl -F file=@orders.csv): the first file part is
@@ -160,23 +165,32 @@ func (s *Server) handleSourceRecords(w nethttp.ResponseWriter, r *nethttp.Reques
 			s.log.DebugContext(r.Context(), "import abandoned by client", slog.Any("err", err))
 			return newProblem(twinhub.EUNAVAILABLE, "request canceled before every record was taken; send it again (event ids are deterministic, nothing counts twice)")
 		}
-		var te *twinhub.Error
-		if errors.As(err, &te) {
-			return err
-		}
-		if isReadError(err) {
-			return newProblem(twinhub.EINVALID, "reading the body after "+strconv.Itoa(sum.Records)+" records: "+err.Error()+"; the records before were taken, send the whole body again")
+		// Errors about the input (a truncated gzip stream, UTF-16) are
+		// *twinhub.Error too; either way the answer says what was taken.
+		var re *source.ReadError
+		if errors.As(err, &re) {
+			return readProblem(re, sum.Records)
 		}
 		return err
 	}
 	return s.writeJSON(w, r, nethttp.StatusOK, importAnswer{Source: name, File: file, Summary: sum, TookMS: time.Since(t0).Milliseconds()})
 }
 
-// isReadError reports whether err came from reading or decompressing the
-// request rather than from the engine.
-func isReadError(err error) bool {
-	var re *source.ReadError
-	return errors.As(err, &re)
+// readProblem is the answer to an input that could not be read to its
+// end after records were taken.
+func readProblem(re *source.ReadError, records int) *problem {
+	taken := "no record was taken"
+	switch {
+	case records == 1:
+		taken = "the record before it was taken"
+	case records > 1:
+		taken = "the " + strconv.Itoa(records) + " records before it were taken"
+	}
+	var te *twinhub.Error
+	if errors.As(re.Err, &te) {
+		return newProblem(twinhub.EINVALID, te.Error()+"; "+taken+"; send the whole body again once it is fixed (nothing counts twice)")
+	}
+	return newProblem(twinhub.EINVALID, re.Error()+"; "+taken+"; send the whole body again (nothing counts twice)")
 }
 
 type deadLetterJSON struct {
@@ -316,9 +330,10 @@ func (s *Server) keepRejected(data []byte, firstLine int, single bool, b *ingest
 		return
 	}
 	var dls []twinhub.DeadLetter
+	now := s.opts.Now().UTC()
 	add := func(rec []byte, index, line int) {
 		res := &b.Results[index]
-		dls = append(dls, twinhub.DeadLetter{Source: source.EventsSource, Line: line, Record: index + 1, Field: res.Field, Reason: res.Reason, Raw: bytes.Clone(rec)})
+		dls = append(dls, twinhub.DeadLetter{Time: now, Source: source.EventsSource, Line: line, Record: index + 1, Field: res.Field, Reason: res.Reason, Raw: bytes.Clone(rec)})
 	}
 	if single {
 		add(data, 0, firstLine)

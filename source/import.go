@@ -97,7 +97,13 @@ func (s *Summary) add(o *Summary, maxRejections int) {
 // JSON array broken beyond recovery), as opposed to one of the engine.
 type ReadError struct{ Err error }
 
-func (e *ReadError) Error() string { return "read input: " + e.Err.Error() }
+func (e *ReadError) Error() string {
+	msg := e.Err.Error()
+	if strings.HasPrefix(msg, "read input: ") { // the reader's own I/O errors say so already
+		return msg
+	}
+	return "read input: " + msg
+}
 func (e *ReadError) Unwrap() error { return e.Err }
 
 // work is one batch on its way from the reader to the engine.
@@ -126,6 +132,13 @@ func (im *Importer) batchRecords() int {
 	return DefaultBatchRecords
 }
 
+func (im *Importer) now() time.Time {
+	if im.Now != nil {
+		return im.Now()
+	}
+	return time.Now()
+}
+
 func (im *Importer) eventSource() string {
 	if im.EventSource != "" {
 		return im.EventSource
@@ -150,6 +163,9 @@ func (im *Importer) maxRejections() int {
 func (im *Importer) Import(ctx context.Context, m *mapping.Mapping, r io.Reader, file string, progress func(Summary)) (Summary, error) {
 	rr, err := ingest.NewRecordReader(r, m.Format)
 	if err != nil {
+		if _, ok := errors.AsType[*twinhub.Error](err); !ok {
+			err = &ReadError{Err: err} // the input failed in its first bytes
+		}
 		return Summary{}, err
 	}
 	sc := im.Sink.Schema()
@@ -214,6 +230,10 @@ func (im *Importer) commit(ctx context.Context, sc *schema.Schema, source string
 		return err
 	}
 	if len(w.dead) > 0 {
+		now := im.now().UTC()
+		for i := range w.dead {
+			w.dead[i].Time = now
+		}
 		if err := im.DeadLetters.AddDeadLetters(w.dead); err != nil {
 			return fmt.Errorf("store dead letters: %w", err)
 		}
@@ -374,7 +394,6 @@ func (p *producer) record(w *work, rec *ingest.Record) {
 func (p *producer) reject(w *work, rec *ingest.Record, file, field string, err error) {
 	w.sum.Rejected++
 	dl := twinhub.DeadLetter{
-		Time:   p.now(),
 		Source: p.source,
 		File:   file,
 		Line:   rec.Line,
@@ -388,14 +407,6 @@ func (p *producer) reject(w *work, rec *ingest.Record, file, field string, err e
 	if len(w.sum.Rejections) < p.im.maxRejections() {
 		w.sum.Rejections = append(w.sum.Rejections, Rejection{File: file, Line: rec.Line, Record: rec.Index, Field: field, Reason: dl.Reason})
 	}
-}
-
-// now is when a record is rejected: the importer's receive clock.
-func (p *producer) now() time.Time {
-	if p.im.Now != nil {
-		return p.im.Now().UTC()
-	}
-	return time.Now().UTC()
 }
 
 // headerOf returns a stable copy of rec's header: the reader's slice is

@@ -3,8 +3,10 @@ package source
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
-	"time"
+	"strconv"
+	"strings"
 
 	"github.com/twinhub/twinhub"
 	"github.com/twinhub/twinhub/ingest"
@@ -28,11 +30,17 @@ type ReplaySummary struct {
 // event ids come out as they would have the first time: a replay never
 // counts an event twice. A dead letter that now goes in is deleted; one
 // that fails again is updated with its new reason and one more attempt.
+// A dead letter given twice (the same ID) is replayed once.
 func (im *Importer) Replay(ctx context.Context, dls []twinhub.DeadLetter, mappingOf func(source string) (*mapping.Mapping, error)) (ReplaySummary, error) {
 	var sum ReplaySummary
 	bySource := map[string][]twinhub.DeadLetter{}
 	var order []string
+	seen := make(map[uint64]bool, len(dls))
 	for _, dl := range dls {
+		if dl.ID != 0 && seen[dl.ID] { // named twice: replaying it twice would count it twice
+			continue
+		}
+		seen[dl.ID] = true
 		if _, ok := bySource[dl.Source]; !ok {
 			order = append(order, dl.Source)
 		}
@@ -91,7 +99,7 @@ func (im *Importer) replaySource(ctx context.Context, m *mapping.Mapping, src st
 		sum.Events += w.sum.Events
 		sum.Duplicates += w.sum.Duplicates
 		var done []uint64
-		now := time.Now().UTC()
+		now := im.now().UTC()
 		for i := range chunk {
 			dl := chunk[i]
 			if failed[i] == 0 {
@@ -133,5 +141,28 @@ func recordOf(m *mapping.Mapping, dl *twinhub.DeadLetter) (*ingest.Record, error
 		return nil, fmt.Errorf("read the stored record again: %w", err)
 	}
 	rec.Line, rec.Index = dl.Line, dl.Record
+	if rec.Err != nil {
+		rec.Err = atLine(rec.Err, dl.Line)
+	}
 	return rec, nil
+}
+
+// atLine moves a reader error about a record read on its own, which
+// counts lines from 1 ("line 1: 4 fields, ..."), to the record's line in
+// its input.
+func atLine(err error, line int) error {
+	var te *twinhub.Error
+	if !errors.As(err, &te) {
+		return err
+	}
+	rest, ok := strings.CutPrefix(te.Message, "line ")
+	if !ok {
+		return err
+	}
+	n, msg, ok := strings.Cut(rest, ": ")
+	k, convErr := strconv.Atoi(n)
+	if !ok || convErr != nil || k < 1 {
+		return err
+	}
+	return &twinhub.Error{Code: te.Code, Field: te.Field, Message: fmt.Sprintf("line %d: %s", line+k-1, msg)}
 }
