@@ -224,8 +224,8 @@ func TestImportDeadLetters(t *testing.T) {
 	if !dl.Time.Equal(testNow) {
 		t.Errorf("dead letter time %v, want the importer's clock %v", dl.Time, testNow)
 	}
-	if !strings.HasPrefix(dls[2].Reason, "line 6: ") {
-		t.Errorf("dead letter of the short row: reason %q, want it to start with its line", dls[2].Reason)
+	if dls[2].Line != 6 || !strings.HasPrefix(dls[2].Reason, "4 fields") {
+		t.Errorf("dead letter of the short row: line %d reason %q, want line 6 and the reason without it", dls[2].Line, dls[2].Reason)
 	}
 }
 
@@ -327,8 +327,8 @@ func TestReplay(t *testing.T) {
 			if r := left[0].Reason; !strings.Contains(r, `"abc"`) {
 				t.Errorf("dead letter of line 4 after replay: reason %q, want it to name abc", r)
 			}
-			if r := left[1].Reason; !strings.HasPrefix(r, "line 6: 4 fields") {
-				t.Errorf("dead letter of line 6 after replay: reason %q, want it to start with line 6: 4 fields", r)
+			if r := left[1].Reason; left[1].Line != 6 || !strings.HasPrefix(r, "4 fields") {
+				t.Errorf("dead letter of line 6 after replay: line %d reason %q, want line 6 and 4 fields", left[1].Line, r)
 			}
 
 			// Replaying again: the same two fail once more.
