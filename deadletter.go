@@ -9,7 +9,7 @@ type DeadLetter struct {
 	ID     uint64    `json:"id"`     // assigned by the store, increasing
 	Time   time.Time `json:"time"`   // when the record was (last) rejected
 	Source string    `json:"source"` // the source's name; "events" for POST /v1/events
-	File   string    `json:"file"`   // the input's file name, or "request"
+	File   string    `json:"file"`   // the input's file name; empty for an unnamed upload
 	Line   int       `json:"line"`   // where the record starts in its input, 1-based; 0 when unknown
 	Record int       `json:"record"` // the record's ordinal in its input, 1-based
 	Field  string    `json:"field,omitempty"`
@@ -19,6 +19,10 @@ type DeadLetter struct {
 	// Header holds a CSV record's column names, which replay needs to map
 	// Raw again.
 	Header []string `json:"header,omitempty"`
+	// Truncated says that Raw holds only the first bytes of a record longer
+	// than the reader's limit; such a dead letter is never replayed, as the
+	// cut-off bytes could read as a valid, wrong record.
+	Truncated bool `json:"truncated,omitempty"`
 	// Attempts counts the replays that failed again.
 	Attempts int `json:"attempts,omitempty"`
 }

@@ -450,6 +450,7 @@ func (r *RecordReader) scanCSV() error {
 			hint = fmt.Sprintf(" (it spans %d lines: is a closing quote missing?)", lines)
 		}
 		rec.Err = recordErr(rec.Line, "the record is longer than %s, the limit%s", sizeText(r.maxRec), hint)
+		rec.Truncated = true
 		return nil
 	}
 	rec.Raw = b[:recEnd:recEnd]

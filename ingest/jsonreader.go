@@ -295,6 +295,7 @@ func (r *RecordReader) valueRecord(v []byte, line int, long bool) *Record {
 	r.rec = Record{Raw: v, Line: line, Index: r.index}
 	if long {
 		r.rec.Err = recordErr(line, "the JSON value is longer than %s, the limit", sizeText(r.maxRec))
+		r.rec.Truncated = true
 	} else if err := r.checkRecord(v, line); err != nil {
 		r.rec.Err = err
 	}
@@ -318,6 +319,7 @@ func (r *RecordReader) nextLine() (*Record, error) {
 		r.rec = Record{Raw: v[:len(v):len(v)], Line: line, Index: r.index}
 		if long {
 			r.rec.Err = recordErr(line, "the line is longer than %s, the limit", sizeText(r.maxRec))
+			r.rec.Truncated = true
 		} else if err := r.checkRecord(v, line); err != nil {
 			r.rec.Err = err
 		}

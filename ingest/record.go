@@ -79,4 +79,7 @@ type Record struct {
 	// the next record. It is a *twinhub.Error meant for people, and starts
 	// with the line: "line 17: 5 fields, the header has 4 (…)".
 	Err error
+	// Truncated says that Raw holds only the first bytes of a record longer
+	// than the size limit: it can be shown, never mapped again.
+	Truncated bool
 }

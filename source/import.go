@@ -394,14 +394,15 @@ func (p *producer) record(w *work, rec *ingest.Record) {
 func (p *producer) reject(w *work, rec *ingest.Record, file, field string, err error) {
 	w.sum.Rejected++
 	dl := twinhub.DeadLetter{
-		Source: p.source,
-		File:   file,
-		Line:   rec.Line,
-		Record: rec.Index,
-		Field:  field,
-		Reason: err.Error(),
-		Raw:    bytes.Clone(rec.Raw),
-		Header: p.headerOf(rec),
+		Source:    p.source,
+		File:      file,
+		Line:      rec.Line,
+		Record:    rec.Index,
+		Field:     field,
+		Reason:    err.Error(),
+		Raw:       bytes.Clone(rec.Raw),
+		Truncated: rec.Truncated,
+		Header:    p.headerOf(rec),
 	}
 	w.dead = append(w.dead, dl)
 	if len(w.sum.Rejections) < p.im.maxRejections() {

@@ -81,6 +81,17 @@ func (im *Importer) replaySource(ctx context.Context, m *mapping.Mapping, src st
 		p.dec.BeginBatch()
 		for i := range chunk {
 			dl := &chunk[i]
+			if dl.Truncated {
+				// Only the record's first bytes were kept: mapping them
+				// could take a cut-off record for a good one.
+				rec := &ingest.Record{Raw: dl.Raw, Line: dl.Line, Index: dl.Record, Truncated: true,
+					Err: fmt.Errorf("only the first %d bytes of this record were kept (it is longer than the reader's limit), so it cannot be replayed; fix the input and import it again", len(dl.Raw))}
+				p.file = dl.File
+				before := len(w.dead)
+				p.record(w, rec)
+				failed[i] = before + 1
+				continue
+			}
 			rec, err := recordOf(m, dl)
 			if err != nil {
 				rec = &ingest.Record{Raw: dl.Raw, Header: dl.Header, Line: dl.Line, Index: dl.Record, Err: err}

@@ -401,7 +401,11 @@ func encodeDeadLetter(v []byte, dl *twinhub.DeadLetter) []byte {
 	for _, h := range dl.Header {
 		str(h)
 	}
-	return binary.AppendVarint(v, int64(dl.Attempts))
+	v = binary.AppendVarint(v, int64(dl.Attempts))
+	if dl.Truncated { // a trailing flag: values written before it decode as not truncated
+		v = append(v, 1)
+	}
+	return v
 }
 
 // decodeDeadLetter decodes the dead letter stored under key k; the result
@@ -434,6 +438,9 @@ func decodeDeadLetter(k, v []byte) (twinhub.DeadLetter, error) {
 		d.bad = true
 	}
 	dl.Attempts = int(d.varint())
+	if len(d.v) == 1 && d.v[0] == 1 {
+		dl.Truncated, d.v = true, d.v[1:]
+	}
 	if d.bad || len(d.v) != 0 || nsec >= 1e9 {
 		return bad()
 	}
