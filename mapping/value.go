@@ -481,7 +481,7 @@ func (mp *Mapper) noColumn(p *path, field string) error {
 	if i := mp.colIndex(p.whole); i >= 0 && i >= len(mp.rec.Fields) {
 		return twinhub.FieldErrorf(field, "%s: the record has only %d fields", p.describe(), len(mp.rec.Fields))
 	}
-	hint := suggest(p.whole, mp.hdr)
+	hint := schema.Suggest(p.whole, mp.hdr)
 	if hint == "" {
 		cols := mp.hdr
 		more := ""

@@ -330,7 +330,7 @@ func (p *parser) aggregateField(s *Schema, a *Aggregate, n *yaml.Node, path stri
 			if !ok {
 				missing = append(missing, t.Name)
 				if hint == "" {
-					hint = suggest(a.Field, t.fieldNames())
+					hint = Suggest(a.Field, t.fieldNames())
 				}
 				continue
 			}

@@ -119,7 +119,7 @@ func (p *parser) where(n *yaml.Node, path, expr string, targets []*EventType, en
 // checkHint suggests a fix for a type-check error on event type t.
 func checkHint(t *EventType, msg string) string {
 	if m := undefinedFieldRE.FindStringSubmatch(msg); m != nil {
-		if h := suggest(m[1], t.obj.names); h != "" {
+		if h := Suggest(m[1], t.obj.names); h != "" {
 			return h
 		}
 		return "fields of " + t.Name + ": " + strings.Join(t.obj.names, ", ")

@@ -63,9 +63,10 @@ func (e *ValidationError) Unwrap() error {
 	return &twinhub.Error{Code: twinhub.EINVALID, Message: "invalid " + subject + ": " + e.Error()}
 }
 
-// suggest returns a "did you mean" hint naming the candidate nearest to s,
-// or "" when none is near enough to be a likely typo.
-func suggest(s string, candidates []string) string {
+// Suggest returns a "did you mean" hint naming the candidate nearest to s,
+// or "" when none is near enough to be a likely typo. The mapping package
+// uses it for its own problems.
+func Suggest(s string, candidates []string) string {
 	best, bestD := "", -1
 	for _, c := range candidates {
 		d := editDistance(strings.ToLower(s), strings.ToLower(c))
@@ -82,7 +83,7 @@ func suggest(s string, candidates []string) string {
 
 // suggestOr returns suggest's hint, or else "one of " the candidates.
 func suggestOr(s string, candidates []string) string {
-	if h := suggest(s, candidates); h != "" {
+	if h := Suggest(s, candidates); h != "" {
 		return h
 	}
 	return oneOf(candidates)

@@ -226,7 +226,7 @@ func (p *parser) attributes(s *Schema, top entry) {
 			} else if f, ok := t.Field(fname); ok {
 				typ, slot = f.Type, f.Slot
 			} else {
-				hint := suggest(fname, t.fieldNames())
+				hint := Suggest(fname, t.fieldNames())
 				if hint == "" {
 					hint = fmt.Sprintf("declare it under events.%s.fields", evName)
 				}
