@@ -87,7 +87,7 @@ func (s *Server) handleIngest(w nethttp.ResponseWriter, r *nethttp.Request) erro
 		out.b = append(out.b, `{"status":"`...)
 		out.b = append(out.b, res.Status.String()...)
 		out.b = append(out.b, `","id":`...)
-		out.b = appendJSONString(out.b, res.ID)
+		out.b = ingest.AppendJSONString(out.b, res.ID)
 		out.b = append(out.b, "}\n"...)
 	} else {
 		out.b = appendBatchResponse(out.b, b, accepted, duplicates, rejected, all)
@@ -144,18 +144,18 @@ func appendBatchResponse(dst []byte, b *ingest.Batch, accepted, duplicates, reje
 		dst = appendInt(dst, int64(res.Index))
 		if res.ID != "" {
 			dst = append(dst, `,"id":`...)
-			dst = appendJSONString(dst, res.ID)
+			dst = ingest.AppendJSONString(dst, res.ID)
 		}
 		dst = append(dst, `,"status":"`...)
 		dst = append(dst, res.Status.String()...)
 		dst = append(dst, '"')
 		if res.Field != "" {
 			dst = append(dst, `,"field":`...)
-			dst = appendJSONString(dst, res.Field)
+			dst = ingest.AppendJSONString(dst, res.Field)
 		}
 		if res.Reason != "" {
 			dst = append(dst, `,"reason":`...)
-			dst = appendJSONString(dst, res.Reason)
+			dst = ingest.AppendJSONString(dst, res.Reason)
 		}
 		dst = append(dst, '}')
 	}

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/twinhub/twinhub/ingest"
 )
 
 // FuzzAppendJSONString checks that every string, valid UTF-8 or not, comes
@@ -14,16 +16,16 @@ func FuzzAppendJSONString(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		out := appendJSONString([]byte("x"), s)[1:]
+		out := ingest.AppendJSONString([]byte("x"), s)[1:]
 		var got string
 		if err := json.Unmarshal(out, &got); err != nil {
-			t.Fatalf("appendJSONString(%q) = %s: %v", s, out, err)
+			t.Fatalf("ingest.AppendJSONString(%q) = %s: %v", s, out, err)
 		}
 		want, _ := json.Marshal(s) // encoding/json also maps invalid bytes to U+FFFD
 		var wantS string
 		json.Unmarshal(want, &wantS)
 		if got != wantS {
-			t.Fatalf("appendJSONString(%q) decodes to %q, want %q", s, got, wantS)
+			t.Fatalf("ingest.AppendJSONString(%q) decodes to %q, want %q", s, got, wantS)
 		}
 		if utf8.ValidString(s) && got != s {
 			t.Fatalf("valid string %q changed to %q", s, got)

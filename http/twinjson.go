@@ -9,6 +9,7 @@ import (
 
 	"github.com/twinhub/twinhub/agg"
 	"github.com/twinhub/twinhub/engine"
+	"github.com/twinhub/twinhub/ingest"
 	"github.com/twinhub/twinhub/schema"
 )
 
@@ -24,7 +25,7 @@ var twinBufs = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b
 // reported through bad.
 func appendTwin(dst []byte, v *engine.View, sc *schema.Schema, bad func(name string, f float64)) []byte {
 	dst = append(dst, `{"key":`...)
-	dst = appendJSONString(dst, v.Key)
+	dst = ingest.AppendJSONString(dst, v.Key)
 	dst = append(dst, `,"revision":`...)
 	dst = strconv.AppendUint(dst, v.Revision, 10)
 	dst = append(dst, `,"schema_version":`...)
@@ -42,13 +43,13 @@ func appendTwin(dst []byte, v *engine.View, sc *schema.Schema, bad func(name str
 			dst = append(dst, ',')
 		}
 		first = false
-		dst = appendJSONString(dst, a.Name)
+		dst = ingest.AppendJSONString(dst, a.Name)
 		dst = append(dst, `:{"value":`...)
 		dst = appendJSONValue(dst, a.Name, av.Value, bad)
 		dst = append(dst, `,"source":`...)
-		dst = appendJSONString(dst, av.Source)
+		dst = ingest.AppendJSONString(dst, av.Source)
 		dst = append(dst, `,"event_id":`...)
-		dst = appendJSONString(dst, av.EventID)
+		dst = ingest.AppendJSONString(dst, av.EventID)
 		dst = append(dst, `,"time":`...)
 		dst = appendJSONTime(dst, av.Time)
 		if av.Position != 0 {
@@ -68,7 +69,7 @@ func appendTwin(dst []byte, v *engine.View, sc *schema.Schema, bad func(name str
 			dst = append(dst, ',')
 		}
 		first = false
-		dst = appendJSONString(dst, ag.Name)
+		dst = ingest.AppendJSONString(dst, ag.Name)
 		dst = append(dst, ':')
 		dst = appendJSONValue(dst, ag.Name, val, bad)
 	}
@@ -88,7 +89,7 @@ func appendJSONValue(dst []byte, name string, v any, bad func(string, float64)) 
 	case int64:
 		return strconv.AppendInt(dst, x, 10)
 	case string:
-		return appendJSONString(dst, x)
+		return ingest.AppendJSONString(dst, x)
 	case bool:
 		return strconv.AppendBool(dst, x)
 	case time.Time:
@@ -100,7 +101,7 @@ func appendJSONValue(dst []byte, name string, v any, bad func(string, float64)) 
 				dst = append(dst, ',')
 			}
 			dst = append(dst, `{"value":`...)
-			dst = appendJSONString(dst, e.Value)
+			dst = ingest.AppendJSONString(dst, e.Value)
 			dst = append(dst, `,"count":`...)
 			dst = strconv.AppendUint(dst, uint64(e.Count), 10)
 			dst = append(dst, '}')

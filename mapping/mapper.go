@@ -266,9 +266,9 @@ func (mp *Mapper) emit(en *entry, out *Output) error {
 
 	b := out.buf
 	b = append(b, `{"id":"`...)
-	b = appendEscaped(b, b2s(mp.id))
+	b = ingest.AppendJSONEscaped(b, b2s(mp.id))
 	b = append(b, en.head...)
-	b = appendEscaped(b, b2s(mp.key))
+	b = ingest.AppendJSONEscaped(b, b2s(mp.key))
 	b = append(b, '"')
 
 	if en.time != nil {
@@ -301,11 +301,11 @@ func (mp *Mapper) emit(en *entry, out *Output) error {
 		if v.kind != kText {
 			return twinhub.FieldErrorf(schema.SourceField, "%s %s; the source template needs it", v.origin(), v.absentText())
 		}
-		b = appendEscaped(b, v.text)
+		b = ingest.AppendJSONEscaped(b, v.text)
 	case m.debezium && len(mp.table) > 0:
-		b = appendEscaped(b, b2s(mp.table))
+		b = ingest.AppendJSONEscaped(b, b2s(mp.table))
 	default:
-		b = appendEscaped(b, m.Source)
+		b = ingest.AppendJSONEscaped(b, m.Source)
 	}
 	b = append(b, '"')
 
@@ -395,7 +395,7 @@ func (mp *Mapper) recordHash() uint64 {
 
 func appendHex16(dst []byte, h uint64) []byte {
 	for i := 60; i >= 0; i -= 4 {
-		dst = append(dst, hexDigits[h>>uint(i)&0xf])
+		dst = append(dst, "0123456789abcdef"[h>>uint(i)&0xf])
 	}
 	return dst
 }

@@ -269,7 +269,7 @@ func TestMapCSV(t *testing.T) {
 			mapping: "events:\n  - {type: typed, key: c, fields: {s: s}}\n",
 			header:  []string{"c", "s"},
 			row:     []string{"c\"1", "a\\b\x01\n\t\xff\xfeé\u2028"},
-			want:    []string{"{\"id\":\"shop:in.csv:2\",\"type\":\"typed\",\"customer_id\":\"c\\\"1\",\"source\":\"shop\",\"s\":\"a\\\\b\\u0001\\n\\t\uFFFD\uFFFDé\u2028\"}"},
+			want:    []string{"{\"id\":\"shop:in.csv:2\",\"type\":\"typed\",\"customer_id\":\"c\\\"1\",\"source\":\"shop\",\"s\":\"a\\\\b\\u0001\\n\\t\\ufffd\\ufffdé\\u2028\"}"},
 		},
 		{
 			name:    "each over a cell holding a JSON array",

@@ -896,7 +896,7 @@ func (p *parser) entry(i int, n *yaml.Node, path string, env *celEnv) *entry {
 				continue
 			}
 			fm := fieldMap{f: sf, spec: s}
-			fm.name = appendQuoted([]byte{','}, sf.Name)
+			fm.name = ingest.AppendJSONString([]byte{','}, sf.Name)
 			fm.name = append(fm.name, ':')
 			en.fields = append(en.fields, fm)
 		}
@@ -913,9 +913,9 @@ func (p *parser) entry(i int, n *yaml.Node, path string, env *celEnv) *entry {
 		return nil
 	}
 	head := []byte(`","type":`)
-	head = appendQuoted(head, en.et.Name)
+	head = ingest.AppendJSONString(head, en.et.Name)
 	head = append(head, ',')
-	head = appendQuoted(head, keyName)
+	head = ingest.AppendJSONString(head, keyName)
 	en.head = append(head, ':', '"')
 	return en
 }

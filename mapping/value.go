@@ -8,6 +8,7 @@ import (
 	"github.com/valyala/fastjson"
 
 	"github.com/twinhub/twinhub"
+	"github.com/twinhub/twinhub/ingest"
 	"github.com/twinhub/twinhub/schema"
 )
 
@@ -325,7 +326,7 @@ func (mp *Mapper) appendTyped(dst []byte, typ twinhub.FieldType, f *schema.Field
 	case twinhub.TypeString:
 		dst = append(dst, '"')
 		if v.kind == kText {
-			dst = appendEscaped(dst, v.text)
+			dst = ingest.AppendJSONEscaped(dst, v.text)
 		} else {
 			var err error
 			if dst, err = mp.appendText(dst, v, field); err != nil {
@@ -341,7 +342,7 @@ func (mp *Mapper) appendTyped(dst []byte, typ twinhub.FieldType, f *schema.Field
 		if f != nil && !containsString(f.Enum, s) {
 			return dst, twinhub.FieldErrorf(field, "%s: %s is not one of %s", v.origin(), quote(s), strings.Join(f.Enum, ", "))
 		}
-		return appendQuoted(dst, s), nil
+		return ingest.AppendJSONString(dst, s), nil
 	case twinhub.TypeNumber, twinhub.TypeInteger:
 		integer := typ == twinhub.TypeInteger
 		var prob numProblem
