@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/twinhub/twinhub/ingest"
 )
 
 // timeKind is how a time format reads text. The common layouts are parsed by
@@ -249,14 +251,14 @@ func scanCivil(s string, kind timeKind) (c civil, ok bool) {
 }
 
 func validDate(c civil) bool {
-	return c.mo >= 1 && c.mo <= 12 && c.d >= 1 && c.d <= daysIn(c.y, c.mo)
+	return c.mo >= 1 && c.mo <= 12 && c.d >= 1 && c.d <= ingest.DaysIn(c.y, c.mo)
 }
 
 // instant turns a civil time into unix seconds and nanoseconds, reading it
 // in loc (nil: UTC) when it has no offset.
 func (c civil) instant(loc *time.Location) (int64, int) {
 	if c.hasOff || loc == nil {
-		return daysFromCivil(c.y, c.mo, c.d)*86400 + int64(c.h*3600+c.mi*60+c.s) - int64(c.off), c.ns
+		return ingest.DaysFromCivil(c.y, c.mo, c.d)*86400 + int64(c.h*3600+c.mi*60+c.s) - int64(c.off), c.ns
 	}
 	t := time.Date(c.y, time.Month(c.mo), c.d, c.h, c.mi, c.s, c.ns, loc)
 	return t.Unix(), t.Nanosecond()
@@ -346,7 +348,7 @@ func appendRFC3339(dst []byte, sec int64, nsec int) ([]byte, bool) {
 		days--
 		rem += 86400
 	}
-	y, m, d := civilFromDays(days)
+	y, m, d := ingest.CivilFromDays(days)
 	if y < minYear || y > maxYear {
 		return dst, false
 	}
@@ -369,58 +371,4 @@ func appendRFC3339(dst []byte, sec int64, nsec int) ([]byte, bool) {
 		dst = append(dst, frac[:end]...)
 	}
 	return append(dst, 'Z'), true
-}
-
-// daysFromCivil returns the days from 1970-01-01 to y-m-d in the proleptic
-// Gregorian calendar (Howard Hinnant's algorithm).
-func daysFromCivil(y, m, d int) int64 {
-	if m <= 2 {
-		y--
-	}
-	era := y / 400
-	if y < 0 && y%400 != 0 {
-		era--
-	}
-	yoe := y - era*400
-	mp := (m + 9) % 12
-	doy := (153*mp+2)/5 + d - 1
-	doe := yoe*365 + yoe/4 - yoe/100 + doy
-	return int64(era)*146097 + int64(doe) - 719468
-}
-
-// civilFromDays is the inverse of daysFromCivil.
-func civilFromDays(z int64) (y, m, d int) {
-	z += 719468
-	era := z / 146097
-	if z < 0 && z%146097 != 0 {
-		era--
-	}
-	doe := z - era*146097
-	yoe := (doe - doe/1460 + doe/36524 - doe/146096) / 365
-	doy := doe - (365*yoe + yoe/4 - yoe/100)
-	mp := (5*doy + 2) / 153
-	d = int(doy - (153*mp+2)/5 + 1)
-	if mp < 10 {
-		m = int(mp + 3)
-	} else {
-		m = int(mp - 9)
-	}
-	y = int(yoe + era*400)
-	if m <= 2 {
-		y++
-	}
-	return y, m, d
-}
-
-func daysIn(y, m int) int {
-	switch m {
-	case 2:
-		if y%4 == 0 && (y%100 != 0 || y%400 == 0) {
-			return 29
-		}
-		return 28
-	case 4, 6, 9, 11:
-		return 30
-	}
-	return 31
 }
