@@ -11,23 +11,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twinhub/twinhub/bench/workload"
 	"github.com/twinhub/twinhub/schema"
 )
 
-const shopMapping = `source: shop_orders
-description: Order lines exported from the shop as CSV.
-format: csv
-events:
-  - type: purchase
-    id: "shop-{order_line}"
-    key: customer
-    time: {from: when, format: "2006-01-02 15:04:05"}
-    fields:
-      amount: amount
-      product_id: product
-      category: category
-      channel: channel
-`
+// shopMapping reads order-line exports: the bench workload's mapping.
+const shopMapping = workload.OrdersMapping
 
 // put sends body to url with PUT and fails the test unless it is answered 200.
 func put(t *testing.T, url, body string) {
