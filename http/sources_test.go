@@ -1,8 +1,10 @@
 package http_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"mime/multipart"
 	nethttp "net/http"
 	"os"
 	"path/filepath"
@@ -734,5 +736,41 @@ func TestSourceMetrics(t *testing.T) {
 		if v, ok := sample(text, gone); ok {
 			t.Errorf("%s = %v, want it absent", gone, v)
 		}
+	}
+}
+
+// TestSourceRecordsMultipart uploads a CSV file as a browser or
+// `curl -F file=@orders.csv` would: the form's file part is the input and
+// its file name names the records' positions.
+func TestSourceRecordsMultipart(t *testing.T) {
+	ts := newTestServer(t, nil)
+	ts.putSource("shop", shopMapping)
+	var form bytes.Buffer
+	mw := multipart.NewWriter(&form)
+	fw, err := mw.CreateFormFile("file", "upload/orders.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fw.Write([]byte(shopCSV))
+	mw.Close()
+	r := ts.do("POST", "/v1/sources/shop/records", form.Bytes(), "Content-Type", mw.FormDataContentType())
+	if r.status != nethttp.StatusOK {
+		t.Fatalf("multipart upload = %v", r)
+	}
+	var a importAnswer
+	if err := json.Unmarshal(r.body, &a); err != nil {
+		t.Fatal(err)
+	}
+	if a.File != "orders.csv" || a.Records != 6 || a.Events != 2 || a.Rejected != 4 {
+		t.Errorf("answer %+v, want file orders.csv, 6 records, 2 events, 4 rejected", a)
+	}
+	for _, d := range ts.deadLetters("shop") {
+		if d.File != "orders.csv" {
+			t.Errorf("dead letter at line %d names file %q, want orders.csv", d.Line, d.File)
+		}
+	}
+	p := wantProblem(t, ts.do("POST", "/v1/sources/shop/records", []byte("not a form"), "Content-Type", "multipart/form-data; boundary=x"), 400, "invalid")
+	if !strings.Contains(p.Detail, "multipart") {
+		t.Errorf("broken form: detail %q, want it to say multipart", p.Detail)
 	}
 }
