@@ -61,6 +61,13 @@ type Schema struct {
 	Aggregates []*Aggregate // in declaration order; Aggregates[i].Index == i
 	Layout     *agg.Layout  // built from the aggregates' Specs
 
+	Segments []*Segment // in declaration order; Segments[i].Index == i
+	Rules    []*Rule    // in declaration order; Rules[i].Index == i
+	Webhooks []*Webhook
+	// TimedSegments are the indexes of the segments that time alone can
+	// change (Segment.TimeDependent), which the engine's sweeps re-evaluate.
+	TimedSegments []int
+
 	events     map[string]*EventType
 	attributes map[string]*Attribute
 	aggregates map[string]*Aggregate
@@ -101,6 +108,11 @@ type EventType struct {
 	Fields      []*Field   // declared fields in slot order (declaration order)
 	Feeds       []Feed     // aggregates this event type feeds, in aggregate order
 	Sets        []AttrFeed // attributes this event type sets, in attribute order
+	// Segments are the segments whose predicate an event of this type may
+	// change, in segment order; Rules the rules it triggers, in firing
+	// order (priority, then declaration). Both are indexes.
+	Segments []int
+	Rules    []int
 
 	fields map[string]*Field
 	obj    *celObject // the CEL type of `event` in where expressions
