@@ -289,64 +289,58 @@ func (l *Layout) Add(s *State, i int, t, now int64, in Input) {
 // at now.
 func (l *Layout) Value(s *State, i int, now int64) any {
 	a := &l.aggs[i]
-	if a.bucket != 0 {
-		return l.windowValue(s, i, a, now)
+	if a.kind == TopK {
+		return topValue(s.Tops[a.off], int(a.k))
 	}
-	o := int(a.off)
-	switch a.kind {
-	case Count:
-		return int64(s.Num[o])
-	case Sum:
-		return s.Num[o]
-	case Avg:
-		if s.Num[o+1] == 0 {
-			return nil
-		}
-		return s.Num[o] / s.Num[o+1]
-	case Min, Max:
-		v := s.Num[o]
-		if v != v {
-			return nil
-		}
-		return a.value(v)
-	case First:
-		if timeOf(s.Num[o+1]) == noTimeMax {
-			return nil
-		}
-		return a.value(s.Num[o])
-	case Last:
-		if timeOf(s.Num[o+1]) == noTimeMin {
-			return nil
-		}
-		return a.value(s.Num[o])
-	case EWMA:
-		if s.Num[o+1] == 0 {
-			return nil
-		}
-		return s.Num[o] / s.Num[o+1]
-	case TimeSince:
-		t := timeOf(s.Num[o])
-		if t == noTimeMin {
-			return nil
-		}
-		if t >= now {
-			return 0.0
-		}
-		return float64(now-t) / a.unit
-	case Distinct:
-		return distinctCount(s.Sets[o])
-	case TopK:
-		return topValue(s.Tops[o], int(a.k))
-	}
-	return nil
-}
-
-// value returns v as the type min, max, first and last report.
-func (a *info) value(v float64) any {
-	if a.isTime {
+	v, ok := l.Num(s, i, now)
+	switch {
+	case !ok:
+		return nil
+	case a.kind == Count || a.kind == Distinct:
+		return int64(v)
+	case a.isTime && (a.kind == Min || a.kind == Max || a.kind == First || a.kind == Last):
 		return time.UnixMicro(int64(v)).UTC() // time values are unix µs (see twinhub.Value)
 	}
 	return v
+}
+
+// Num evaluates scalar aggregate i (any kind but top-k) at now without
+// allocating: Value's number, with times as unix microseconds. ok is false
+// where Value returns nil, and for top-k.
+func (l *Layout) Num(s *State, i int, now int64) (v float64, ok bool) {
+	a := &l.aggs[i]
+	if a.bucket != 0 {
+		return l.windowNum(s, i, a, now)
+	}
+	o := int(a.off)
+	switch a.kind {
+	case Count, Sum:
+		return s.Num[o], true
+	case Avg, EWMA:
+		if s.Num[o+1] == 0 {
+			return 0, false
+		}
+		return s.Num[o] / s.Num[o+1], true
+	case Min, Max:
+		v := s.Num[o]
+		return v, v == v
+	case First:
+		return s.Num[o], timeOf(s.Num[o+1]) != noTimeMax
+	case Last:
+		return s.Num[o], timeOf(s.Num[o+1]) != noTimeMin
+	case TimeSince:
+		t := timeOf(s.Num[o])
+		if t == noTimeMin {
+			return 0, false
+		}
+		if t >= now {
+			return 0, true
+		}
+		return float64(now-t) / a.unit, true
+	case Distinct:
+		return float64(distinctCount(s.Sets[o])), true
+	}
+	return 0, false
 }
 
 // Bytes estimates the heap bytes held by s: the backing arrays of its slices,

@@ -119,7 +119,7 @@ func insertCell(win []Cell, j int, c Cell) []Cell {
 	return w
 }
 
-func (l *Layout) windowValue(s *State, i int, a *info, now int64) any {
+func (l *Layout) windowNum(s *State, i int, a *info, now int64) (float64, bool) {
 	agg := uint16(i)
 	first, ok := firstIn(a.cutoff(now))
 	var (
@@ -152,19 +152,16 @@ func (l *Layout) windowValue(s *State, i int, a *info, now int64) any {
 	}
 	switch a.kind {
 	case Count:
-		return int64(n)
+		return float64(n), true
 	case Sum:
-		return sum
+		return sum, true
 	case Avg:
 		if n == 0 {
-			return nil
+			return 0, false
 		}
-		return sum / float64(n)
+		return sum / float64(n), true
 	}
-	if !have {
-		return nil
-	}
-	return a.value(best)
+	return best, have
 }
 
 // Expire drops every window cell that is out of its aggregate's window at
