@@ -23,6 +23,9 @@ const (
 	DefaultReplayLag    = 1 << 20
 	DefaultMaxBatch     = 2048
 	DefaultTimelineRun  = 256 << 10
+
+	DefaultSweepInterval   = time.Minute
+	DefaultOutputRetention = 7 * 24 * time.Hour
 )
 
 // Options configure an Engine. Zero values mean the documented defaults.
@@ -50,7 +53,15 @@ type Options struct {
 	// TimelineRun is how many timeline entries a shard buffers before it
 	// writes them to the store as one sorted run. Default 256Ki.
 	TimelineRun int
-	Logger      *slog.Logger
+	// SweepInterval is how often segments that time alone can change are
+	// re-evaluated on every hot twin, pending actions expire and segment
+	// sizes are recorded. Default 1 minute; negative disables the loop.
+	SweepInterval time.Duration
+	// OutputRetention is how long the output log keeps segment changes and
+	// actions for stream clients that resume. Default 7 days. The action
+	// log itself is kept.
+	OutputRetention time.Duration
+	Logger          *slog.Logger
 	// OnApply and OnSync, when set, observe each shard batch: events applied
 	// and apply time; fsync wait time. Called from shard goroutines.
 	OnApply func(events int, d time.Duration)
@@ -63,6 +74,8 @@ type Engine struct {
 	store  Store
 	log    *slog.Logger
 	sc     atomic.Pointer[schema.Schema]
+	rc     atomic.Pointer[reaction] // the active schema's segments and rules; nil when it has none
+	out    outputLog
 	parts  []*partition
 	shards []*shard
 	seq    atomic.Uint64
@@ -70,12 +83,21 @@ type Engine struct {
 	// rebuilding is set while a schema swap replays the archive: the
 	// timeline, key directory and seen ids already cover those events.
 	rebuilding atomic.Bool
+	// quiet is set while a rebuild derives twin state from the whole archive:
+	// memberships and rule state are recomputed, but nothing is logged or
+	// fired again for history.
+	quiet atomic.Bool
 	// replaying is set while the archive is replayed (recovery or rebuild).
 	replaying atomic.Bool
 
 	accepted   atomic.Int64
 	duplicates atomic.Int64
 	replayed   atomic.Int64
+
+	stopBG chan struct{} // closed by Close to stop the background loop
+	bgDone chan struct{}
+
+	decideMu sync.Mutex // serialises action decisions and expiry
 
 	swapMu sync.Mutex   // serialises schema swaps and Close
 	gate   sync.RWMutex // ingestion holds it shared; a schema rebuild exclusively
@@ -109,6 +131,12 @@ func Open(opts Options) (*Engine, error) {
 	if opts.TimelineRun <= 0 {
 		opts.TimelineRun = DefaultTimelineRun
 	}
+	if opts.SweepInterval == 0 {
+		opts.SweepInterval = DefaultSweepInterval
+	}
+	if opts.OutputRetention <= 0 {
+		opts.OutputRetention = DefaultOutputRetention
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -134,6 +162,14 @@ func Open(opts Options) (*Engine, error) {
 		p.shard = sh
 		sh.parts = append(sh.parts, p)
 	}
+	next, err := e.store.NextOutputID()
+	if err != nil {
+		return nil, fmt.Errorf("read output log position: %w", err)
+	}
+	e.out.init(next)
+	if err := e.loadSegmentSizes(); err != nil {
+		return nil, err
+	}
 	last, err := e.store.LastSeq()
 	if err != nil {
 		return nil, fmt.Errorf("read archive position: %w", err)
@@ -147,6 +183,8 @@ func Open(opts Options) (*Engine, error) {
 		e.stopShards()
 		return nil, err
 	}
+	e.stopBG, e.bgDone = make(chan struct{}), make(chan struct{})
+	go e.background(e.stopBG, e.bgDone)
 	return e, nil
 }
 
@@ -180,7 +218,7 @@ func (e *Engine) loadSchema() error {
 		if err := e.store.SaveSchema(1, sc.Source); err != nil {
 			return fmt.Errorf("store schema: %w", err)
 		}
-		e.sc.Store(sc)
+		e.activate(sc)
 		return nil
 	}
 	sc, err := schema.Parse(src)
@@ -188,8 +226,19 @@ func (e *Engine) loadSchema() error {
 		return fmt.Errorf("stored schema version %d no longer parses: %w", v, err)
 	}
 	sc.Version = v
-	e.sc.Store(sc)
+	e.activate(sc)
 	return nil
+}
+
+// activate makes sc the active schema, with fresh segment and rule
+// counters. Callers make sure no shard is applying events.
+func (e *Engine) activate(sc *schema.Schema) {
+	e.sc.Store(sc)
+	if active(sc) {
+		e.rc.Store(newReaction(sc))
+	} else {
+		e.rc.Store(nil)
+	}
 }
 
 // Schema returns the active schema version.
@@ -311,6 +360,12 @@ func (e *Engine) Stats() Stats {
 // Close stops the shards after they finish their queued batches and persists
 // every dirty twin, so that the next Open replays nothing.
 func (e *Engine) Close() error {
+	select {
+	case <-e.stopBG:
+	default:
+		close(e.stopBG)
+	}
+	<-e.bgDone
 	e.swapMu.Lock()
 	defer e.swapMu.Unlock()
 	e.gate.Lock()

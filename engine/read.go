@@ -17,6 +17,10 @@ type View struct {
 	AsOf          time.Time                `json:"as_of"`
 	Attributes    map[string]AttributeView `json:"attributes"`
 	Aggregates    map[string]any           `json:"aggregates"`
+	// Segments are the segments the twin is in, in schema order; Tags the
+	// tags rules gave it, sorted.
+	Segments []string `json:"segments"`
+	Tags     []string `json:"tags"`
 }
 
 // AttributeView is an attribute value and where it came from. An attribute
@@ -67,6 +71,15 @@ func (e *Engine) Twin(key string) (*View, error) {
 	}
 	for i, ag := range sc.Aggregates {
 		v.Aggregates[ag.Name] = sc.Layout.Value(&t.state, i, now)
+	}
+	v.Segments, v.Tags = []string{}, []string{}
+	for i, seg := range sc.Segments {
+		if t.inSegment(i) {
+			v.Segments = append(v.Segments, seg.Name)
+		}
+	}
+	if t.rs != nil {
+		v.Tags = append(v.Tags, t.rs.tags...)
 	}
 	return v, nil
 }

@@ -11,7 +11,7 @@ import (
 
 // recover loads the partition marks and seen ids, then replays the archive
 // above the lowest watermark through the shards.
-func (e *Engine) recover() error {
+func (e *Engine) recover() (err error) {
 	t0 := time.Now()
 	marks, err := e.store.LoadMarks()
 	if err != nil {
@@ -29,9 +29,37 @@ func (e *Engine) recover() error {
 			if err := e.store.ResetDerived(); err != nil {
 				return fmt.Errorf("reset derived state: %w", err)
 			}
+			if err := e.store.SetMeta(metaRebuild, []byte{1}); err != nil {
+				return fmt.Errorf("mark rebuild: %w", err)
+			}
 			marks = nil
 			break
 		}
+	}
+	// A rebuild (a schema swap, or the reset above) that a crash interrupted
+	// finishes here, as quietly as it would have: rules do not fire again
+	// for history.
+	if v, _, err := e.store.Meta(metaRebuild); err != nil {
+		return fmt.Errorf("read rebuild mark: %w", err)
+	} else if len(v) > 0 {
+		e.log.Warn("finishing an interrupted rebuild of every twin from the archive")
+		if err := e.store.ResetTwins(); err != nil {
+			return fmt.Errorf("reset twins: %w", err)
+		}
+		if err := e.store.ResetSegments(); err != nil {
+			return fmt.Errorf("reset segments: %w", err)
+		}
+		if err := e.loadSegmentSizes(); err != nil {
+			return err
+		}
+		marks = nil
+		e.quiet.Store(true)
+		defer func() {
+			e.quiet.Store(false)
+			if err == nil {
+				err = e.store.SetMeta(metaRebuild, nil)
+			}
+		}()
 	}
 	for _, m := range marks {
 		if m.Partition < 0 || m.Partition >= len(e.parts) {

@@ -42,6 +42,7 @@ type job struct {
 	// without archiving or dedupe rejection.
 	replay bool
 	ctl    func() error
+	step   bool // ctl need not wait for earlier batches' acknowledgement
 	wg     *sync.WaitGroup
 	err    error
 }
@@ -102,6 +103,13 @@ type shard struct {
 	snapBuf   []byte
 	jobsBuf   []*job
 	sinceLag  uint64
+
+	// reacting: buffers reused across events
+	vars    twinVars
+	segBuf  []segChange
+	trigBuf []trigger
+	outW    OutputWrite
+	changes []twinhub.Output // live TwinChanged outputs of the batch
 
 	// published for Stats
 	hot      atomic.Int64
@@ -167,7 +175,9 @@ func (s *shard) run() {
 			s.process(jobs)
 		}
 		if last.ctl != nil {
-			s.drainSync()
+			if !last.step {
+				s.drainSync()
+			}
 			last.err = last.ctl()
 			last.wg.Done()
 		}
@@ -272,6 +282,7 @@ func (s *shard) process(jobs []*job) {
 		}
 		s.mu.Unlock()
 	}
+	s.flushOutputs()
 	for _, j := range jobs {
 		if j.replay {
 			s.e.replayed.Add(int64(len(j.idx)))
@@ -416,6 +427,12 @@ func (s *shard) apply(sc *schema.Schema, p *partition, ev *twinhub.Event, seq ui
 		v.Str = strings.Clone(v.Str)
 		*cur = attr{val: v, eventID: strings.Clone(ev.ID), source: s.internString(ev.Source), time: ev.Time, position: ev.Position}
 	}
+	if rc := s.e.rc.Load(); rc != nil && rc.sc == sc {
+		s.react(rc, t, et, ev, et.Segments, now)
+	}
+	if s.e.out.watching.Load() && !s.e.replaying.Load() {
+		s.changes = append(s.changes, s.output(twinhub.TwinChanged, t, ev, et, now, ""))
+	}
 	if t.dirtySince == 0 {
 		t.dirtySince = seq
 		s.dirty = append(s.dirty, dirtyEntry{t: t, since: seq})
@@ -472,6 +489,17 @@ func (s *shard) twinFor(sc *schema.Schema, p *partition, key string, create bool
 		t = &twin{key: strings.Clone(key), state: sc.Layout.New(), slot: -1}
 		s.twins.Add(1)
 		s.newKeys = append(s.newKeys, t.key)
+	}
+	// Outputs may be logged beyond the snapshot (or for a twin that has none
+	// yet, before a crash): learn how far, so a replay does not log them twice.
+	if active(sc) && (t.stored || s.e.replaying.Load()) && !s.e.quiet.Load() {
+		rev, err := s.e.store.OutputRev(t.key)
+		if err != nil {
+			return nil, fmt.Errorf("load output revision of %q: %w", key, err)
+		}
+		if rev > 0 {
+			t.ruleState().outRev = rev
+		}
 	}
 	p.twins[t.key] = t
 	t.slot = int32(len(s.ring))

@@ -60,6 +60,7 @@ type Snapshot struct {
 // Store is the engine's persistence: the archive, twin snapshots,
 // checkpoints and schema versions. store/pebble implements it.
 type Store interface {
+	OutputStore
 	// LastSeq returns the highest archived sequence number, 0 if none.
 	LastSeq() (uint64, error)
 	// Append writes archive records in one batch and returns once they are

@@ -10,6 +10,9 @@ import (
 	"github.com/twinhub/twinhub/schema"
 )
 
+// metaRebuild is set while a schema swap rebuilds every twin.
+const metaRebuild = "rebuild"
+
 // SwapReport says what activating a schema version did.
 type SwapReport struct {
 	Version  int           `json:"version"`
@@ -50,9 +53,20 @@ func (e *Engine) SetSchema(src []byte) (*schema.Schema, SwapReport, error) {
 		release()
 		return nil, SwapReport{}, fmt.Errorf("store schema version %d: %w", sc.Version, err)
 	}
+	// A crash before the rebuild ends must finish it silently on restart.
+	if err := e.store.SetMeta(metaRebuild, []byte{1}); err != nil {
+		release()
+		return nil, SwapReport{}, fmt.Errorf("mark rebuild: %w", err)
+	}
 	if err := e.store.ResetTwins(); err != nil {
 		release()
 		return nil, SwapReport{}, fmt.Errorf("reset twins: %w", err)
+	}
+	// Memberships are recomputed by the rebuild, silently: history does not
+	// fire rules again.
+	if err := e.store.ResetSegments(); err != nil {
+		release()
+		return nil, SwapReport{}, fmt.Errorf("reset segments: %w", err)
 	}
 	for _, sh := range e.shards {
 		sh.mu.Lock()
@@ -65,9 +79,10 @@ func (e *Engine) SetSchema(src []byte) (*schema.Schema, SwapReport, error) {
 		}
 		sh.mu.Unlock()
 	}
-	e.sc.Store(sc)
+	e.activate(sc)
 	release()
 	e.rebuilding.Store(true)
+	e.quiet.Store(true)
 	n, invalid, err := e.replay(0)
 	// Persist the rebuilt twins while the archive's timeline and ids are
 	// known to be covered, so a restart replays nothing twice.
@@ -77,8 +92,12 @@ func (e *Engine) SetSchema(src []byte) (*schema.Schema, SwapReport, error) {
 		}
 	}
 	e.rebuilding.Store(false)
+	e.quiet.Store(false)
 	if err != nil {
 		return nil, SwapReport{}, err
+	}
+	if err := e.store.SetMeta(metaRebuild, nil); err != nil {
+		return nil, SwapReport{}, fmt.Errorf("unmark rebuild: %w", err)
 	}
 	return sc, SwapReport{Version: sc.Version, Replayed: n, Invalid: invalid, Took: time.Since(t0)}, nil
 }

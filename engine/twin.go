@@ -19,6 +19,7 @@ type twin struct {
 	applied uint64 // archive seq of the last event applied
 	state   agg.State
 	attrs   []attr // nil until an attribute is set; else one per schema attribute
+	rs      *ruleState // segments, rule state and tags; nil until needed
 	// dirtySince is the seq of the first event applied since the twin was
 	// last persisted, 0 when clean.
 	dirtySince uint64
@@ -65,10 +66,18 @@ func (t *twin) bytes(l *agg.Layout) int {
 			n += len(a.val.Str) + len(a.eventID)
 		}
 	}
+	if rs := t.rs; rs != nil {
+		n += int(unsafe.Sizeof(ruleState{})) + 8*(cap(rs.segs)+cap(rs.edge)) + 16*cap(rs.fired) + 16*cap(rs.tags)
+	}
 	return n
 }
 
-const snapshotVersion = 1
+// Snapshot format versions: 2 adds the rule state after the aggregates;
+// version 1 snapshots decode with none.
+const (
+	snapshotV1      = 1
+	snapshotVersion = 2
+)
 
 // Each attribute of a snapshot starts with a marker byte: 0 for never
 // written, else the value's field type with these flags. A set value
@@ -114,7 +123,87 @@ func appendSnapshot(dst []byte, t *twin, schemaVersion int, l *agg.Layout) []byt
 			dst = binary.AppendUvarint(dst, uint64(a.position))
 		}
 	}
-	return l.AppendState(dst, &t.state)
+	dst = l.AppendState(dst, &t.state)
+	return appendRuleState(dst, t.rs)
+}
+
+// appendRuleState encodes segment bits, edge bits, cooldown firings and
+// tags; outRev is not kept: the output log knows it.
+func appendRuleState(dst []byte, rs *ruleState) []byte {
+	if rs == nil {
+		return append(dst, 0, 0, 0, 0)
+	}
+	for _, bits := range [][]uint64{rs.segs, rs.edge} {
+		dst = binary.AppendUvarint(dst, uint64(len(bits)))
+		for _, w := range bits {
+			dst = binary.AppendUvarint(dst, w)
+		}
+	}
+	dst = binary.AppendUvarint(dst, uint64(len(rs.fired)))
+	for _, f := range rs.fired {
+		dst = binary.AppendUvarint(dst, uint64(f.rule))
+		dst = binary.AppendVarint(dst, f.at)
+	}
+	dst = binary.AppendUvarint(dst, uint64(len(rs.tags)))
+	for _, tag := range rs.tags {
+		dst = appendString(dst, tag)
+	}
+	return dst
+}
+
+func decodeRuleState(src []byte, intern func(string) string) (*ruleState, []byte, bool) {
+	rs := &ruleState{}
+	uv := func() (uint64, bool) {
+		v, n := binary.Uvarint(src)
+		if n <= 0 {
+			return 0, false
+		}
+		src = src[n:]
+		return v, true
+	}
+	for _, bits := range []*[]uint64{&rs.segs, &rs.edge} {
+		n, ok := uv()
+		if !ok || n > 1<<10 {
+			return nil, nil, false
+		}
+		for range n {
+			w, ok := uv()
+			if !ok {
+				return nil, nil, false
+			}
+			*bits = append(*bits, w)
+		}
+	}
+	n, ok := uv()
+	if !ok || n > 1<<16 {
+		return nil, nil, false
+	}
+	for range n {
+		r, ok := uv()
+		if !ok || r > 1<<16 {
+			return nil, nil, false
+		}
+		at, k := binary.Varint(src)
+		if k <= 0 {
+			return nil, nil, false
+		}
+		src = src[k:]
+		rs.fired = append(rs.fired, firing{rule: int32(r), at: at})
+	}
+	if n, ok = uv(); !ok || n > 1<<16 {
+		return nil, nil, false
+	}
+	for range n {
+		var tag string
+		if tag, src, ok = readString(src); !ok {
+			return nil, nil, false
+		}
+		rs.tags = append(rs.tags, intern(tag))
+	}
+	if len(rs.segs) == 0 && len(rs.edge) == 0 && len(rs.fired) == 0 && len(rs.tags) == 0 {
+		rs = nil
+	}
+	return rs, src, true
 }
 
 var errCorrupt = errors.New("corrupt twin snapshot")
@@ -123,9 +212,10 @@ var errCorrupt = errors.New("corrupt twin snapshot")
 var errSchemaChanged = errors.New("twin snapshot is from another schema version")
 
 func decodeSnapshot(key string, src []byte, schemaVersion int, l *agg.Layout, intern func(string) string) (*twin, error) {
-	if len(src) == 0 || src[0] != snapshotVersion {
+	if len(src) == 0 || (src[0] != snapshotVersion && src[0] != snapshotV1) {
 		return nil, errCorrupt
 	}
+	format := src[0]
 	src = src[1:]
 	var vals [4]uint64
 	for i := range vals {
@@ -195,6 +285,12 @@ func decodeSnapshot(key string, src []byte, schemaVersion int, l *agg.Layout, in
 	st, rest, err := l.DecodeState(src)
 	if err != nil {
 		return nil, err
+	}
+	if format >= 2 {
+		var ok bool
+		if t.rs, rest, ok = decodeRuleState(rest, intern); !ok {
+			return nil, errCorrupt
+		}
 	}
 	if len(rest) != 0 {
 		return nil, errCorrupt

@@ -1,0 +1,371 @@
+package engine
+
+import (
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/twinhub/twinhub"
+	"github.com/twinhub/twinhub/agg"
+	"github.com/twinhub/twinhub/schema"
+)
+
+// ruleState is what segments and rules keep per twin. It is allocated when
+// a twin first enters a segment, arms an edge rule, fires a rule with a
+// cooldown or gets a tag, so twins that never do pay one nil pointer.
+type ruleState struct {
+	segs  []uint64 // segment membership bits, by segment index
+	edge  []uint64 // edge rules: whether the condition held when last evaluated
+	fired []firing // rules with a cooldown: when each last fired
+	tags  []string // sorted
+	// outRev is the highest revision whose outputs are logged, as far as
+	// this process knows: outputs of revisions at or below it were logged
+	// before a crash and are not logged again when a replay re-derives them.
+	outRev uint64
+}
+
+type firing struct {
+	rule int32
+	at   int64 // engine clock, unix ns
+}
+
+func getBit(bits []uint64, i int) bool {
+	w := i >> 6
+	return w < len(bits) && bits[w]&(1<<(i&63)) != 0
+}
+
+func setBit(bits []uint64, i int, v bool) []uint64 {
+	w := i >> 6
+	if w >= len(bits) {
+		if !v {
+			return bits
+		}
+		bits = append(bits, make([]uint64, w+1-len(bits))...)
+	}
+	if v {
+		bits[w] |= 1 << (i & 63)
+	} else {
+		bits[w] &^= 1 << (i & 63)
+	}
+	return bits
+}
+
+func (t *twin) ruleState() *ruleState {
+	if t.rs == nil {
+		t.rs = &ruleState{}
+	}
+	return t.rs
+}
+
+func (t *twin) inSegment(i int) bool { return t.rs != nil && getBit(t.rs.segs, i) }
+
+// reaction is the per-schema runtime of segments and rules: the firing
+// order and the counters the API reports. A schema swap replaces it.
+type reaction struct {
+	sc        *schema.Schema
+	rank      []int // rule index -> position in firing order
+	sizes     []atomic.Int64
+	fired     []atomic.Int64
+	evaluated []atomic.Int64
+}
+
+func newReaction(sc *schema.Schema) *reaction {
+	r := &reaction{sc: sc, rank: make([]int, len(sc.Rules)), sizes: make([]atomic.Int64, len(sc.Segments)),
+		fired: make([]atomic.Int64, len(sc.Rules)), evaluated: make([]atomic.Int64, len(sc.Rules))}
+	order := make([]int, len(sc.Rules))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return sc.Rules[b].Priority - sc.Rules[a].Priority })
+	for pos, i := range order {
+		r.rank[i] = pos
+	}
+	return r
+}
+
+// active reports whether sc has anything to react with.
+func active(sc *schema.Schema) bool { return len(sc.Segments) > 0 || len(sc.Rules) > 0 }
+
+// twinVars presents a twin to expressions (schema.TwinVars).
+type twinVars struct {
+	t  *twin
+	l  *agg.Layout
+	sc *schema.Schema
+}
+
+func (v *twinVars) Key() string      { return v.t.key }
+func (v *twinVars) Revision() uint64 { return v.t.rev }
+func (v *twinVars) Attr(i int) twinhub.Value {
+	if i < len(v.t.attrs) && v.t.attrs[i].val.Set {
+		return v.t.attrs[i].val
+	}
+	return twinhub.Value{}
+}
+func (v *twinVars) AggNum(i int, now int64) (float64, bool) { return v.l.Num(&v.t.state, i, now) }
+func (v *twinVars) AggTop(i int, now int64) []agg.TopEntry {
+	top, _ := v.l.Value(&v.t.state, i, now).([]agg.TopEntry)
+	return top
+}
+func (v *twinVars) InSegment(i int) bool { return v.t.inSegment(i) }
+func (v *twinVars) Tags() []string {
+	if v.t.rs == nil {
+		return nil
+	}
+	return v.t.rs.tags
+}
+
+// trigger is a rule to evaluate with its cause.
+type trigger struct {
+	rule  int
+	cause schema.Cause
+}
+
+// segChange is a membership change found while reacting.
+type segChange struct {
+	seg int
+	in  bool
+}
+
+// react evaluates the segments and rules an event of type et (nil for a
+// sweep) may affect on twin t, which the event just changed at revision
+// t.rev. segs lists the segments to evaluate. It returns whether anything
+// about the twin changed. The caller holds s.mu.
+func (s *shard) react(rc *reaction, t *twin, et *schema.EventType, ev *twinhub.Event, segs []int, now int64) bool {
+	sc := rc.sc
+	tv := &s.vars
+	*tv = twinVars{t: t, l: sc.Layout, sc: sc}
+	changes := s.segBuf[:0]
+	for _, si := range segs {
+		in := sc.Segments[si].Match(tv, now)
+		if in != t.inSegment(si) {
+			changes = append(changes, segChange{seg: si, in: in})
+		}
+	}
+	trig := s.trigBuf[:0]
+	if et != nil {
+		for _, ri := range et.Rules {
+			trig = append(trig, trigger{rule: ri, cause: schema.Cause{Type: et, Event: ev}})
+		}
+	}
+	if len(changes) == 0 && len(trig) == 0 {
+		s.segBuf, s.trigBuf = changes, trig
+		return false
+	}
+	if len(changes) > 0 && et == nil {
+		t.rev++ // a change time alone made: a revision of its own
+	}
+	emit := s.emitting(t)
+	k := 0 // output ordinal within this revision, for idempotency keys
+	for _, ch := range changes {
+		st := t.ruleState()
+		st.segs = setBit(st.segs, ch.seg, ch.in)
+		seg := sc.Segments[ch.seg]
+		kind, rules := twinhub.SegmentLeft, seg.OnExit
+		if ch.in {
+			kind, rules = twinhub.SegmentEntered, seg.OnEnter
+		}
+		if emit || s.e.quiet.Load() {
+			delta := int64(1)
+			if !ch.in {
+				delta = -1
+			}
+			rc.sizes[ch.seg].Add(delta)
+			s.outW.Members = append(s.outW.Members, Membership{Segment: seg.Name, Key: t.key, In: ch.in})
+		}
+		if emit {
+			s.outW.Outputs = append(s.outW.Outputs, s.output(kind, t, ev, et, now, seg.Name))
+		}
+		k++
+		for _, ri := range rules {
+			trig = append(trig, trigger{rule: ri, cause: schema.Cause{Type: et, Event: ev, Segment: seg, Enter: ch.in}})
+		}
+	}
+	slices.SortStableFunc(trig, func(a, b trigger) int { return rc.rank[a.rule] - rc.rank[b.rule] })
+	for i := range trig {
+		k = s.fire(rc, t, &trig[i], now, emit, k)
+	}
+	if emit && k > 0 {
+		t.ruleState().outRev = t.rev
+		s.outW.Revs = append(s.outW.Revs, TwinRev{Key: t.key, Rev: t.rev})
+	}
+	s.segBuf, s.trigBuf = changes[:0], trig[:0]
+	return len(changes) > 0 || k > 0
+}
+
+// emitting reports whether outputs of t's current revision are to be
+// logged: not during a rebuild, which recomputes state silently, and not
+// when they were logged before a crash (a replay re-derives them).
+func (s *shard) emitting(t *twin) bool {
+	if s.e.quiet.Load() {
+		return false
+	}
+	return t.rs == nil || t.rev > t.rs.outRev
+}
+
+func (s *shard) output(kind twinhub.OutputKind, t *twin, ev *twinhub.Event, et *schema.EventType, now int64, segment string) twinhub.Output {
+	o := twinhub.Output{Kind: kind, Time: time.Unix(0, now).UTC(), Twin: t.key, Revision: t.rev, Segment: segment}
+	if ev != nil {
+		o.Event = strings.Clone(ev.ID)
+		o.EventType = et.Name
+	}
+	return o
+}
+
+// fire evaluates one triggered rule and, when it fires, does its actions.
+// k is the next output ordinal of the revision; fire returns the next one.
+func (s *shard) fire(rc *reaction, t *twin, tr *trigger, now int64, emit bool, k int) int {
+	r := rc.sc.Rules[tr.rule]
+	tv := &s.vars
+	rc.evaluated[r.Index].Add(1)
+	holds := r.Holds(tv, &tr.cause, now)
+	if r.Mode == schema.ModeEdge {
+		was := t.rs != nil && getBit(t.rs.edge, r.Index)
+		if holds != was {
+			st := t.ruleState()
+			st.edge = setBit(st.edge, r.Index, holds)
+		}
+		if !holds || was {
+			return k
+		}
+	} else if !holds {
+		return k
+	}
+	if r.Cooldown > 0 {
+		st := t.ruleState()
+		j := slices.IndexFunc(st.fired, func(f firing) bool { return int(f.rule) == r.Index })
+		if j >= 0 && now-st.fired[j].at < int64(r.Cooldown) {
+			return k
+		}
+		if j < 0 {
+			st.fired = append(st.fired, firing{rule: int32(r.Index)})
+			j = len(st.fired) - 1
+		}
+		st.fired[j].at = now
+	}
+	rc.fired[r.Index].Add(1)
+	var receipt twinhub.Receipt
+	if emit {
+		receipt = twinhub.Receipt{SchemaVersion: rc.sc.Version, Rule: r.Name, When: r.When, Trigger: triggerName(&tr.cause),
+			Twin: t.key, Revision: t.rev, Time: time.Unix(0, now).UTC(), Reads: r.Reads(tv, &tr.cause, now)}
+		if tr.cause.Event != nil {
+			receipt.Event = strings.Clone(tr.cause.Event.ID)
+		}
+	}
+	for _, a := range r.Actions {
+		s.sideEffect(rc.sc, t, r, a, &tr.cause, now, k)
+		if emit {
+			s.outW.Outputs = append(s.outW.Outputs, s.action(rc.sc, t, r, a, &tr.cause, now, k, receipt))
+		}
+		k++
+	}
+	return k
+}
+
+func triggerName(c *schema.Cause) string {
+	switch {
+	case c.Segment != nil && c.Enter:
+		return "enter:" + c.Segment.Name
+	case c.Segment != nil:
+		return "exit:" + c.Segment.Name
+	case c.Type != nil:
+		return c.Type.Name
+	}
+	return ""
+}
+
+// actionKey is the idempotency key of output k of twin t's current
+// revision under schema version v: a replay that re-derives the decision
+// derives the same key. The version keeps keys unique across a schema swap,
+// which rebuilds revisions from the archive.
+func actionKey(t *twin, v, k int) string {
+	return t.key + "/" + strconv.Itoa(v) + "/" + strconv.FormatUint(t.rev, 10) + "/" + strconv.Itoa(k)
+}
+
+// action builds the logged record of one action.
+func (s *shard) action(sc *schema.Schema, t *twin, r *schema.Rule, a *schema.ActionSpec, c *schema.Cause, now int64, k int, receipt twinhub.Receipt) twinhub.Output {
+	at := time.Unix(0, now).UTC()
+	act := &twinhub.Action{Key: actionKey(t, sc.Version, k), Kind: a.Kind, Name: a.Name, Rule: r.Name, Twin: t.key, Revision: t.rev,
+		Time: at, Status: twinhub.ActionFiredStatus, URL: a.URL, Receipt: receipt}
+	if a.Approval {
+		act.Status = twinhub.ActionPending
+		act.Expires = at.Add(a.Expires)
+	}
+	payload, err := a.Payload(&s.vars, c, now)
+	if err != nil {
+		// The decision stands; the payload says what could not be filled in.
+		payload = map[string]any{"error": err.Error()}
+	}
+	act.Payload = payload
+	switch a.Kind {
+	case schema.ActionTag, schema.ActionUntag:
+		if act.Payload == nil {
+			act.Payload = map[string]any{}
+		}
+		act.Payload["tag"] = a.Tag
+	case schema.ActionSet:
+		if act.Payload == nil {
+			act.Payload = map[string]any{}
+		}
+		act.Payload["attribute"] = sc.Attributes[a.Attr].Name
+		if a.Attr < len(t.attrs) {
+			act.Payload["value"] = t.attrs[a.Attr].val.Any()
+		}
+	}
+	out := s.output(twinhub.ActionFired, t, c.Event, c.Type, now, "")
+	if c.Segment != nil {
+		out.Segment = c.Segment.Name
+	}
+	out.Rule = r.Name
+	out.Action = act
+	return out
+}
+
+// sideEffect applies what an action changes on the twin itself: tags and
+// attributes. Actions that leave Twinhub have none here.
+func (s *shard) sideEffect(sc *schema.Schema, t *twin, r *schema.Rule, a *schema.ActionSpec, c *schema.Cause, now int64, k int) {
+	switch a.Kind {
+	case schema.ActionTag:
+		st := t.ruleState()
+		if i, found := slices.BinarySearch(st.tags, a.Tag); !found {
+			st.tags = slices.Insert(st.tags, i, s.internString(a.Tag))
+		}
+	case schema.ActionUntag:
+		if t.rs != nil {
+			if i, found := slices.BinarySearch(t.rs.tags, a.Tag); found {
+				t.rs.tags = slices.Delete(t.rs.tags, i, i+1)
+			}
+		}
+	case schema.ActionSet:
+		v, err := a.Value(&s.vars, c, now)
+		if err != nil {
+			return
+		}
+		if t.attrs == nil {
+			t.attrs = make([]attr, len(sc.Attributes))
+		}
+		v.Str = strings.Clone(v.Str)
+		t.attrs[a.Attr] = attr{val: v, eventID: actionKey(t, sc.Version, k), source: s.internString("rule:" + r.Name), time: now}
+	}
+}
+
+// flushOutputs logs the outputs the last batch produced and hands live
+// twin changes to watchers.
+func (s *shard) flushOutputs() {
+	w := &s.outW
+	if len(w.Outputs) > 0 || len(w.Members) > 0 || len(w.Revs) > 0 {
+		if err := s.e.writeOutputs(w); err != nil {
+			// Lost unless a restart's replay derives them again, which it
+			// does for twins whose snapshot predates the event.
+			s.e.log.Error("write outputs", "shard", s.id, "outputs", len(w.Outputs), "err", err)
+		}
+		clear(w.Outputs)
+		w.Outputs, w.Members, w.Revs = w.Outputs[:0], w.Members[:0], w.Revs[:0]
+	}
+	if len(s.changes) > 0 {
+		s.e.out.publishChanges(s.changes)
+		clear(s.changes)
+		s.changes = s.changes[:0]
+	}
+}

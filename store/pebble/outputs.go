@@ -1,0 +1,295 @@
+package pebble
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	cpebble "github.com/cockroachdb/pebble/v2"
+	"github.com/twinhub/twinhub"
+	"github.com/twinhub/twinhub/engine"
+)
+
+// The output log, the action log and segment memberships (see the key
+// layout in pebble.go). Outputs and actions are JSON: they are written once
+// per decision, not per event, and read by people and clients as JSON.
+
+const metaOutputsNext = "outputs-next"
+
+func outputKey(id uint64) []byte { return binary.BigEndian.AppendUint64([]byte{'o'}, id) }
+func actionKey(id uint64) []byte { return binary.BigEndian.AppendUint64([]byte{'n'}, id) }
+func pendingKey(id uint64) []byte {
+	return binary.BigEndian.AppendUint64([]byte{'p'}, id)
+}
+func memberKey(segment, key string) []byte {
+	k := append([]byte{'j'}, segment...)
+	k = append(k, 0)
+	return append(k, key...)
+}
+func outRevKey(key string) []byte { return append([]byte{'q'}, key...) }
+func historyKey(segment string, t time.Time) []byte {
+	k := append([]byte{'h'}, segment...)
+	k = append(k, 0)
+	return binary.BigEndian.AppendUint64(k, uint64(t.UnixNano())^(1<<63))
+}
+
+// WriteOutputs implements engine.OutputStore.
+func (s *DB) WriteOutputs(w *engine.OutputWrite) error {
+	b := s.db.NewBatch()
+	defer b.Close()
+	for i := range w.Outputs {
+		o := &w.Outputs[i]
+		v, err := json.Marshal(o)
+		if err != nil {
+			return fmt.Errorf("encode output %d: %w", o.ID, err)
+		}
+		if err := b.Set(outputKey(o.ID), v, nil); err != nil {
+			return err
+		}
+		if a := o.Action; a != nil {
+			av, err := json.Marshal(a)
+			if err != nil {
+				return fmt.Errorf("encode action %d: %w", a.ID, err)
+			}
+			if err := b.Set(actionKey(a.ID), av, nil); err != nil {
+				return err
+			}
+			if a.Status == twinhub.ActionPending {
+				err = b.Set(pendingKey(a.ID), nil, nil)
+			} else {
+				err = b.Delete(pendingKey(a.ID), nil)
+			}
+			if err != nil {
+				return err
+			}
+		}
+	}
+	for _, m := range w.Members {
+		var err error
+		if m.In {
+			err = b.Set(memberKey(m.Segment, m.Key), nil, nil)
+		} else {
+			err = b.Delete(memberKey(m.Segment, m.Key), nil)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	for _, r := range w.Revs {
+		if err := b.Set(outRevKey(r.Key), binary.AppendUvarint(nil, r.Rev), nil); err != nil {
+			return err
+		}
+	}
+	if w.Next > 0 {
+		if err := b.Set(append([]byte{'m'}, metaOutputsNext...), binary.AppendUvarint(nil, w.Next), nil); err != nil {
+			return err
+		}
+	}
+	// No sync: the process's writes survive its crash in the OS; a power
+	// loss is the rebuild's business (see engine's package doc).
+	return b.Commit(cpebble.NoSync)
+}
+
+// NextOutputID implements engine.OutputStore.
+func (s *DB) NextOutputID() (uint64, error) {
+	v, ok, err := s.Meta(metaOutputsNext)
+	if err != nil || !ok {
+		return 1, err
+	}
+	n, k := binary.Uvarint(v)
+	if k <= 0 {
+		return 0, fmt.Errorf("corrupt output log position %x", v)
+	}
+	return n, nil
+}
+
+// ReadOutputs implements engine.OutputStore.
+func (s *DB) ReadOutputs(after uint64, fn func(twinhub.Output) bool) error {
+	return s.scan(outputKey(after+1), []byte{'p'}, func(k, v []byte) (bool, error) {
+		var o twinhub.Output
+		if err := json.Unmarshal(v, &o); err != nil {
+			return false, fmt.Errorf("corrupt output %x: %w", k, err)
+		}
+		return fn(o), nil
+	})
+}
+
+// TrimOutputs implements engine.OutputStore.
+func (s *DB) TrimOutputs(before time.Time) error {
+	var end []byte
+	err := s.scan([]byte{'o'}, []byte{'p'}, func(k, v []byte) (bool, error) {
+		var o struct{ Time time.Time }
+		if err := json.Unmarshal(v, &o); err != nil {
+			return false, fmt.Errorf("corrupt output %x: %w", k, err)
+		}
+		if !o.Time.Before(before) {
+			end = bytes.Clone(k)
+			return false, nil
+		}
+		return true, nil
+	})
+	if err != nil || end == nil {
+		return err
+	}
+	return s.db.DeleteRange([]byte{'o'}, end, cpebble.NoSync)
+}
+
+// OutputRev implements engine.OutputStore.
+func (s *DB) OutputRev(key string) (uint64, error) {
+	v, ok, err := s.get(outRevKey(key))
+	if err != nil || !ok {
+		return 0, err
+	}
+	n, k := binary.Uvarint(v)
+	if k <= 0 {
+		return 0, fmt.Errorf("corrupt output revision of %q", key)
+	}
+	return n, nil
+}
+
+// Action implements engine.OutputStore.
+func (s *DB) Action(id uint64) (twinhub.Action, bool, error) {
+	var a twinhub.Action
+	v, ok, err := s.get(actionKey(id))
+	if err != nil || !ok {
+		return a, false, err
+	}
+	if err := json.Unmarshal(v, &a); err != nil {
+		return a, false, fmt.Errorf("corrupt action %d: %w", id, err)
+	}
+	return a, true, nil
+}
+
+// Actions implements engine.OutputStore.
+func (s *DB) Actions(after uint64, fn func(twinhub.Action) bool) error {
+	return s.scan(actionKey(after+1), []byte{'o'}, func(k, v []byte) (bool, error) {
+		var a twinhub.Action
+		if err := json.Unmarshal(v, &a); err != nil {
+			return false, fmt.Errorf("corrupt action %x: %w", k, err)
+		}
+		return fn(a), nil
+	})
+}
+
+// PendingActions implements engine.OutputStore.
+func (s *DB) PendingActions(fn func(twinhub.Action) bool) error {
+	var ids []uint64
+	err := s.scan([]byte{'p'}, []byte{'q'}, func(k, _ []byte) (bool, error) {
+		if len(k) != 9 {
+			return false, fmt.Errorf("corrupt pending action key %x", k)
+		}
+		ids = append(ids, binary.BigEndian.Uint64(k[1:]))
+		return true, nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		a, ok, err := s.Action(id)
+		if err != nil {
+			return err
+		}
+		if ok && !fn(a) {
+			return nil
+		}
+	}
+	return nil
+}
+
+// Members implements engine.OutputStore.
+func (s *DB) Members(segment, after string, fn func(string) bool) error {
+	prefix := memberKey(segment, "")
+	lo := memberKey(segment, after)
+	if after != "" {
+		lo = append(lo, 0) // keys never hold 0x00: this is the next key
+	}
+	return s.scan(lo, prefixEnd(prefix), func(k, _ []byte) (bool, error) {
+		return fn(string(k[len(prefix):])), nil
+	})
+}
+
+// SegmentSizes implements engine.OutputStore.
+func (s *DB) SegmentSizes() (map[string]int64, error) {
+	sizes := map[string]int64{}
+	err := s.scan([]byte{'j'}, []byte{'k'}, func(k, _ []byte) (bool, error) {
+		i := bytes.IndexByte(k, 0)
+		if i < 0 {
+			return false, fmt.Errorf("corrupt membership key %q", k)
+		}
+		sizes[string(k[1:i])]++
+		return true, nil
+	})
+	return sizes, err
+}
+
+// ResetSegments implements engine.OutputStore.
+func (s *DB) ResetSegments() error {
+	b := s.db.NewBatch()
+	defer b.Close()
+	for _, r := range [][2]byte{{'j', 'k'}, {'q', 'r'}} {
+		if err := b.DeleteRange([]byte{r[0]}, []byte{r[1]}, nil); err != nil {
+			return err
+		}
+	}
+	return b.Commit(cpebble.Sync)
+}
+
+// SaveSegmentSizes implements engine.OutputStore.
+func (s *DB) SaveSegmentSizes(t time.Time, sizes map[string]int64) error {
+	b := s.db.NewBatch()
+	defer b.Close()
+	for name, n := range sizes {
+		if err := b.Set(historyKey(name, t), binary.AppendVarint(nil, n), nil); err != nil {
+			return err
+		}
+	}
+	return b.Commit(cpebble.NoSync)
+}
+
+// SegmentHistory implements engine.OutputStore.
+func (s *DB) SegmentHistory(segment string, from, to time.Time, fn func(time.Time, int64) bool) error {
+	return s.scan(historyKey(segment, from), historyKey(segment, to), func(k, v []byte) (bool, error) {
+		if len(k) < 8 {
+			return false, fmt.Errorf("corrupt segment history key %q", k)
+		}
+		t := int64(binary.BigEndian.Uint64(k[len(k)-8:]) ^ (1 << 63))
+		n, m := binary.Varint(v)
+		if m <= 0 {
+			return false, fmt.Errorf("corrupt segment history value at %q", k)
+		}
+		return fn(time.Unix(0, t).UTC(), n), nil
+	})
+}
+
+// scan calls fn for every key in [lo, hi) until fn returns false or fails.
+func (s *DB) scan(lo, hi []byte, fn func(k, v []byte) (bool, error)) error {
+	it, err := s.db.NewIter(&cpebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for ok := it.First(); ok; ok = it.Next() {
+		more, err := fn(it.Key(), it.Value())
+		if err != nil {
+			return err
+		}
+		if !more {
+			break
+		}
+	}
+	return it.Error()
+}
+
+// prefixEnd returns the smallest key greater than every key with prefix.
+func prefixEnd(prefix []byte) []byte {
+	end := bytes.Clone(prefix)
+	for i := len(end) - 1; i >= 0; i-- {
+		if end[i] < 0xff {
+			end[i]++
+			return end[:i+1]
+		}
+	}
+	return nil
+}
