@@ -82,7 +82,7 @@ type outputLog struct {
 	mu     sync.Mutex
 	next   uint64 // next id
 	ring   []twinhub.Output
-	head   int    // index of the oldest entry in ring when full
+	head   int // index of the oldest entry in ring when full
 	notify chan struct{}
 	last   atomic.Uint64 // last published id
 

@@ -18,7 +18,7 @@ type twin struct {
 	rev     uint64
 	applied uint64 // archive seq of the last event applied
 	state   agg.State
-	attrs   []attr // nil until an attribute is set; else one per schema attribute
+	attrs   []attr     // nil until an attribute is set; else one per schema attribute
 	rs      *ruleState // segments, rule state and tags; nil until needed
 	// dirtySince is the seq of the first event applied since the twin was
 	// last persisted, 0 when clean.

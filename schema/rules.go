@@ -75,7 +75,9 @@ type Segment struct {
 
 // Match reports whether twin tv is in the segment at now (unix ns). An
 // evaluation error (reading an aggregate that has no value) is false.
-func (s *Segment) Match(tv TwinVars, now int64) bool { panic("schema: segments are not implemented yet") }
+func (s *Segment) Match(tv TwinVars, now int64) bool {
+	panic("schema: segments are not implemented yet")
+}
 
 // Rule is a compiled rule: on a trigger, when its condition holds, it does
 // its actions.
