@@ -26,7 +26,7 @@ func newBenchCmd(e env) *cobra.Command {
 		Use:   "bench",
 		Short: "Generate the benchmark workload and load a Twinhub with it",
 	}
-	c.AddCommand(newBenchGenCmd(e), newBenchRunCmd(e), newBenchImportCmd(e))
+	c.AddCommand(newBenchGenCmd(e), newBenchRunCmd(e), newBenchImportCmd(e), newBenchSweepCmd(e))
 	return c
 }
 
@@ -326,4 +326,33 @@ func startCPUProfile(name string) (stop func(), err error) {
 		pprof.StopCPUProfile()
 		f.Close()
 	}, nil
+}
+
+func newBenchSweepCmd(e env) *cobra.Command {
+	var o run.SweepOptions
+	c := &cobra.Command{
+		Use:   "sweep",
+		Short: "Measure ingestion while a time-driven segment sweep turns over many twins",
+		Long: `Sweep gives --twins twins one purchase each, so that all enter a segment
+that lasts 30 days, then moves the engine's clock 31 days on and runs the
+sweep that takes them all out of it, without any event, while the standard
+workload is ingested over --connections streams. It reports ingestion
+before and during the sweep, and the sweep's duration.`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			o.Lines, _ = generateLines(workload.Options{Events: 1_000_000, Customers: workload.DefaultCustomers, Seed: workload.DefaultSeed})
+			o.Logger = slog.New(slog.NewTextHandler(e.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+			rep, err := run.RunSweep(c.Context(), o)
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintln(e.Stdout, rep)
+			return err
+		},
+	}
+	fs := c.Flags()
+	fs.IntVar(&o.Twins, "twins", 1_000_000, "twins the sweep turns over")
+	fs.IntVar(&o.Connections, "connections", run.DefaultConnections, "concurrent ingesting streams")
+	fs.StringVar(&o.DataDir, "data", "", "data directory (default: a temporary one, removed after)")
+	return c
 }
