@@ -66,6 +66,7 @@ func (t *twin) inSegment(i int) bool { return t.rs != nil && getBit(t.rs.segs, i
 type reaction struct {
 	sc        *schema.Schema
 	rank      []int // rule index -> position in firing order
+	all       []int // every segment index
 	sizes     []atomic.Int64
 	fired     []atomic.Int64
 	evaluated []atomic.Int64
@@ -74,6 +75,9 @@ type reaction struct {
 func newReaction(sc *schema.Schema) *reaction {
 	r := &reaction{sc: sc, rank: make([]int, len(sc.Rules)), sizes: make([]atomic.Int64, len(sc.Segments)),
 		fired: make([]atomic.Int64, len(sc.Rules)), evaluated: make([]atomic.Int64, len(sc.Rules))}
+	for i := range sc.Segments {
+		r.all = append(r.all, i)
+	}
 	order := make([]int, len(sc.Rules))
 	for i := range order {
 		order[i] = i
@@ -130,12 +134,37 @@ type segChange struct {
 
 // react evaluates the segments and rules an event of type et (nil for a
 // sweep) may affect on twin t, which the event just changed at revision
-// t.rev. segs lists the segments to evaluate. It returns whether anything
-// about the twin changed. The caller holds s.mu.
+// t.rev. segs lists the segments to evaluate. When a fired action changes
+// the twin itself (a tag, an attribute), every segment is evaluated once
+// more, and the rules that changes trigger fire; their own changes wait for
+// the next event or sweep, so rules cannot loop. It returns whether
+// anything about the twin changed. The caller holds s.mu.
 func (s *shard) react(rc *reaction, t *twin, et *schema.EventType, ev *twinhub.Event, segs []int, now int64) bool {
+	*(&s.vars) = twinVars{t: t, l: rc.sc.Layout, sc: rc.sc}
+	s.mutated = false
+	var rules []int
+	if et != nil {
+		rules = et.Rules
+	}
+	k, changed := s.reactPass(rc, t, et, ev, segs, rules, now, 0)
+	if s.mutated {
+		var more bool
+		k, more = s.reactPass(rc, t, et, ev, rc.all, nil, now, k)
+		changed = changed || more
+	}
+	if k > 0 && s.emitting(t) {
+		t.ruleState().outRev = t.rev
+		s.outW.Revs = append(s.outW.Revs, TwinRev{Key: t.key, Rev: t.rev})
+	}
+	return changed || k > 0
+}
+
+// reactPass evaluates segs, then fires the given rules and those the
+// membership changes trigger, in firing order. k is the next output
+// ordinal of the revision; reactPass returns the next one.
+func (s *shard) reactPass(rc *reaction, t *twin, et *schema.EventType, ev *twinhub.Event, segs, rules []int, now int64, k int) (int, bool) {
 	sc := rc.sc
 	tv := &s.vars
-	*tv = twinVars{t: t, l: sc.Layout, sc: sc}
 	changes := s.segBuf[:0]
 	for _, si := range segs {
 		in := sc.Segments[si].Match(tv, now)
@@ -144,20 +173,17 @@ func (s *shard) react(rc *reaction, t *twin, et *schema.EventType, ev *twinhub.E
 		}
 	}
 	trig := s.trigBuf[:0]
-	if et != nil {
-		for _, ri := range et.Rules {
-			trig = append(trig, trigger{rule: ri, cause: schema.Cause{Type: et, Event: ev}})
-		}
+	for _, ri := range rules {
+		trig = append(trig, trigger{rule: ri, cause: schema.Cause{Type: et, Event: ev}})
 	}
+	defer func() { s.segBuf, s.trigBuf = changes[:0], trig[:0] }()
 	if len(changes) == 0 && len(trig) == 0 {
-		s.segBuf, s.trigBuf = changes, trig
-		return false
+		return k, false
 	}
-	if len(changes) > 0 && et == nil {
+	if len(changes) > 0 && et == nil && k == 0 {
 		t.rev++ // a change time alone made: a revision of its own
 	}
 	emit := s.emitting(t)
-	k := 0 // output ordinal within this revision, for idempotency keys
 	for _, ch := range changes {
 		st := t.ruleState()
 		st.segs = setBit(st.segs, ch.seg, ch.in)
@@ -186,12 +212,7 @@ func (s *shard) react(rc *reaction, t *twin, et *schema.EventType, ev *twinhub.E
 	for i := range trig {
 		k = s.fire(rc, t, &trig[i], now, emit, k)
 	}
-	if emit && k > 0 {
-		t.ruleState().outRev = t.rev
-		s.outW.Revs = append(s.outW.Revs, TwinRev{Key: t.key, Rev: t.rev})
-	}
-	s.segBuf, s.trigBuf = changes[:0], trig[:0]
-	return len(changes) > 0 || k > 0
+	return k, len(changes) > 0
 }
 
 // emitting reports whether outputs of t's current revision are to be
@@ -327,11 +348,13 @@ func (s *shard) action(sc *schema.Schema, t *twin, r *schema.Rule, a *schema.Act
 func (s *shard) sideEffect(sc *schema.Schema, t *twin, r *schema.Rule, a *schema.ActionSpec, c *schema.Cause, now int64, k int) {
 	switch a.Kind {
 	case schema.ActionTag:
+		s.mutated = true
 		st := t.ruleState()
 		if i, found := slices.BinarySearch(st.tags, a.Tag); !found {
 			st.tags = slices.Insert(st.tags, i, s.internString(a.Tag))
 		}
 	case schema.ActionUntag:
+		s.mutated = true
 		if t.rs != nil {
 			if i, found := slices.BinarySearch(t.rs.tags, a.Tag); found {
 				t.rs.tags = slices.Delete(t.rs.tags, i, i+1)
@@ -345,6 +368,7 @@ func (s *shard) sideEffect(sc *schema.Schema, t *twin, r *schema.Rule, a *schema
 		if t.attrs == nil {
 			t.attrs = make([]attr, len(sc.Attributes))
 		}
+		s.mutated = true
 		v.Str = strings.Clone(v.Str)
 		t.attrs[a.Attr] = attr{val: v, eventID: actionKey(t, sc.Version, k), source: s.internString("rule:" + r.Name), time: now}
 	}

@@ -108,6 +108,7 @@ type shard struct {
 	vars    twinVars
 	segBuf  []segChange
 	trigBuf []trigger
+	mutated bool // an action of the current reaction changed the twin
 	outW    OutputWrite
 	changes []twinhub.Output // live TwinChanged outputs of the batch
 

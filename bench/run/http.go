@@ -42,7 +42,24 @@ func runHTTP(ctx context.Context, o Options, batches []batch) (rep Report, err e
 		DisableCompression:  true,
 	}}
 	defer client.CloseIdleConnections()
-	return drive(ctx, o, batches, httpTarget{client: client, base: base})
+	if !o.Stream {
+		return drive(ctx, o, batches, httpTarget{client: client, base: base}, nil)
+	}
+	w := newStreamWatch(batches)
+	streamCtx, stopStream := context.WithCancel(ctx)
+	defer stopStream()
+	if err := w.follow(streamCtx, &http.Client{}, base); err != nil {
+		return Report{}, err
+	}
+	rep, err = drive(ctx, o, batches, httpTarget{client: client, base: base}, w.ack)
+	if err != nil {
+		return rep, err
+	}
+	// Let the outputs of the last batches arrive.
+	time.Sleep(500 * time.Millisecond)
+	stopStream()
+	<-w.done
+	return rep, w.report(&rep)
 }
 
 // httpTarget drives a server through its REST API.
@@ -129,7 +146,7 @@ func startServer(o Options) (*server, error) {
 		return nil, err
 	}
 	metrics := twinhttp.NewMetrics(prometheus.NewRegistry())
-	e, err := engine.Open(engine.Options{Store: db, Logger: o.Logger, OnApply: metrics.ObserveApply, OnSync: metrics.ObserveSync})
+	e, err := engine.Open(engine.Options{Store: db, Schema: o.Schema, Logger: o.Logger, OnApply: metrics.ObserveApply, OnSync: metrics.ObserveSync})
 	if err != nil {
 		err = errors.Join(err, db.Close())
 		cleanup()

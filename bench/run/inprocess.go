@@ -27,7 +27,7 @@ func runInProcess(ctx context.Context, o Options, batches []batch) (rep Report, 
 	if err != nil {
 		return Report{}, err
 	}
-	e, err := engine.Open(engine.Options{Store: db, Logger: o.Logger})
+	e, err := engine.Open(engine.Options{Store: db, Schema: o.Schema, Logger: o.Logger})
 	if err != nil {
 		return Report{}, errors.Join(err, db.Close())
 	}
@@ -37,7 +37,7 @@ func runInProcess(ctx context.Context, o Options, batches []batch) (rep Report, 
 	}()
 
 	base := heapInUse()
-	rep, err = drive(ctx, o, batches, inProcess{e})
+	rep, err = drive(ctx, o, batches, inProcess{e}, nil)
 	if err != nil {
 		return rep, err
 	}

@@ -71,6 +71,13 @@ type Options struct {
 	// MemProfile, in process only, names a file to write a heap profile to
 	// after the load, while the engine still holds every twin.
 	MemProfile string
+	// Stream, over HTTP, follows the server's /v1/stream during the load and
+	// reports how long after a batch's acknowledgement the outputs its
+	// events caused (segment changes, actions) arrive.
+	Stream bool
+	// Schema is the twin model of an in-process engine or server; nil means
+	// the built-in default. Ignored with URL.
+	Schema *schema.Schema
 	// Logger receives the engine's and server's logs. Default: discarded.
 	Logger *slog.Logger
 }
@@ -91,6 +98,11 @@ type Report struct {
 	ReadP50, ReadP99, ReadP999 time.Duration
 
 	Accepted, Duplicates, Rejected int
+
+	// Outputs received on the stream (Options.Stream) and their latency
+	// from their event's acknowledgement.
+	StreamOutputs                    int
+	StreamP50, StreamP99, StreamP999 time.Duration
 
 	// HeapPerTwin is, in process only, the Go heap in use after a GC beyond
 	// what was in use before the engine opened, divided by Twins.
@@ -197,7 +209,8 @@ func prepare(lines [][]byte, n int, join bool) []batch {
 }
 
 // drive runs the load against t and fills in the measured fields of a Report.
-func drive(ctx context.Context, o Options, batches []batch, t target) (Report, error) {
+// onAck, when set, is called with each batch's index once it is acknowledged.
+func drive(ctx context.Context, o Options, batches []batch, t target, onAck func(i int)) (Report, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
@@ -285,6 +298,9 @@ func drive(ctx context.Context, o Options, batches []batch, t target) (Report, e
 					return
 				}
 				record(hist, d)
+				if onAck != nil {
+					onAck(i)
+				}
 				sum.accepted += c.accepted
 				sum.duplicates += c.duplicates
 				sum.rejected += c.rejected

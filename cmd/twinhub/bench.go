@@ -18,6 +18,7 @@ import (
 
 	"github.com/twinhub/twinhub/bench/run"
 	"github.com/twinhub/twinhub/bench/workload"
+	"github.com/twinhub/twinhub/schema"
 )
 
 func newBenchCmd(e env) *cobra.Command {
@@ -25,7 +26,7 @@ func newBenchCmd(e env) *cobra.Command {
 		Use:   "bench",
 		Short: "Generate the benchmark workload and load a Twinhub with it",
 	}
-	c.AddCommand(newBenchGenCmd(e), newBenchRunCmd(e), newBenchImportCmd(e))
+	c.AddCommand(newBenchGenCmd(e), newBenchRunCmd(e), newBenchImportCmd(e), newBenchSweepCmd(e))
 	return c
 }
 
@@ -125,10 +126,12 @@ func writeWorkload(e env, name string, opts workload.Options) (n int64, err erro
 
 func newBenchRunCmd(e env) *cobra.Command {
 	var (
-		wf         workloadFlags
-		file       string
-		cpuProfile string
-		o          run.Options
+		wf              workloadFlags
+		file            string
+		cpuProfile      string
+		schemaFile      string
+		rules, segments int
+		o               run.Options
 	)
 	c := &cobra.Command{
 		Use:   "run",
@@ -149,6 +152,9 @@ in process when --server is not given.`,
 			}
 			if o.Target != run.TargetInProcess && o.Target != run.TargetHTTP {
 				return fmt.Errorf("--target %q: want %s or %s", o.Target, run.TargetInProcess, run.TargetHTTP)
+			}
+			if o.Stream && o.Target != run.TargetHTTP {
+				return errors.New("--stream needs --target http")
 			}
 			if o.URL != "" {
 				if o.Target != run.TargetHTTP {
@@ -174,6 +180,9 @@ in process when --server is not given.`,
 			}
 			fmt.Fprintf(e.Stderr, "loaded %s events (%s) in %s; running %s\n",
 				group(int64(len(o.Lines))), formatMB(size), time.Since(t0).Round(time.Millisecond), describeRun(o))
+			if o.Schema, err = benchSchema(schemaFile, rules, segments); err != nil {
+				return err
+			}
 			o.Logger = slog.New(slog.NewTextHandler(e.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 			if cpuProfile != "" {
 				stop, err := startCPUProfile(cpuProfile)
@@ -202,7 +211,32 @@ in process when --server is not given.`,
 	fs.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the run (go tool pprof) to this file")
 	fs.StringVar(&o.MemProfile, "memprofile", "", "in process: write a heap profile after the load to this file")
 	fs.StringVar(&o.DataDir, "data", "", "data directory of the engine or in-process server (default: a temporary one, removed after)")
+	fs.StringVar(&schemaFile, "schema", "", "schema YAML of the in-process engine or server (default: the built-in retail schema)")
+	fs.BoolVar(&o.Stream, "stream", false, "over HTTP: follow /v1/stream and report the latency of outputs after their event's acknowledgement")
+	fs.IntVar(&rules, "rules", 0, "add this many generated rules to the schema")
+	fs.IntVar(&segments, "segments", 0, "add this many generated segments to the schema")
 	return c
+}
+
+// benchSchema returns the schema a run uses: the file's or the default,
+// with generated rules and segments appended; nil for the plain default.
+func benchSchema(file string, rules, segments int) (*schema.Schema, error) {
+	if file == "" && rules == 0 && segments == 0 {
+		return nil, nil
+	}
+	src := schema.DefaultYAML()
+	if file != "" {
+		var err error
+		if src, err = os.ReadFile(file); err != nil {
+			return nil, err
+		}
+	}
+	src = append(src, workload.RulesYAML(rules, segments)...)
+	sc, err := schema.Parse(src)
+	if err != nil {
+		return nil, fmt.Errorf("bench schema: %w", err)
+	}
+	return sc, nil
 }
 
 func describeRun(o run.Options) string {
@@ -292,4 +326,33 @@ func startCPUProfile(name string) (stop func(), err error) {
 		pprof.StopCPUProfile()
 		f.Close()
 	}, nil
+}
+
+func newBenchSweepCmd(e env) *cobra.Command {
+	var o run.SweepOptions
+	c := &cobra.Command{
+		Use:   "sweep",
+		Short: "Measure ingestion while a time-driven segment sweep turns over many twins",
+		Long: `Sweep gives --twins twins one purchase each, so that all enter a segment
+that lasts 30 days, then moves the engine's clock 31 days on and runs the
+sweep that takes them all out of it, without any event, while the standard
+workload is ingested over --connections streams. It reports ingestion
+before and during the sweep, and the sweep's duration.`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			o.Lines, _ = generateLines(workload.Options{Events: 1_000_000, Customers: workload.DefaultCustomers, Seed: workload.DefaultSeed})
+			o.Logger = slog.New(slog.NewTextHandler(e.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+			rep, err := run.RunSweep(c.Context(), o)
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintln(e.Stdout, rep)
+			return err
+		},
+	}
+	fs := c.Flags()
+	fs.IntVar(&o.Twins, "twins", 1_000_000, "twins the sweep turns over")
+	fs.IntVar(&o.Connections, "connections", run.DefaultConnections, "concurrent ingesting streams")
+	fs.StringVar(&o.DataDir, "data", "", "data directory (default: a temporary one, removed after)")
+	return c
 }
