@@ -27,8 +27,9 @@ const (
 )
 
 // streamFilter selects the outputs a stream client gets. Empty sets match
-// everything; the sets are ANDed. An output that lacks a filtered field
-// (an action has no segment) does not match that filter.
+// everything; the sets are ANDed. An output that lacks a filtered field does
+// not match that filter: an action has a segment only when entering or
+// leaving it triggered the rule, a segment change has no rule.
 type streamFilter struct {
 	kinds    map[twinhub.OutputKind]bool
 	rules    map[string]bool
