@@ -52,8 +52,9 @@ type exprIssue struct {
 type exprTarget struct {
 	name string // the event type, named in problems that only some targets have
 	env  *cel.Env
-	// hint suggests a fix for a type-check message; may be nil.
-	hint func(msg string) string
+	// hint rewrites a type-check message and suggests a fix for it; may be
+	// nil.
+	hint func(msg string) (string, string)
 }
 
 // exprCheck is what a kind of expression must satisfy after type-checking.
@@ -85,7 +86,7 @@ func (p *parser) scalarLoc(n *yaml.Node, expr string) exprLoc {
 func (p *parser) where(n *yaml.Node, path, expr string, targets []*EventType, envs *celEnvs) *Where {
 	ts := make([]exprTarget, len(targets))
 	for i, t := range targets {
-		ts[i] = exprTarget{name: t.Name, env: envs.envs[t.Index], hint: func(msg string) string { return checkHint(t, msg) }}
+		ts[i] = exprTarget{name: t.Name, env: envs.envs[t.Index], hint: func(msg string) (string, string) { return msg, checkHint(t, msg) }}
 	}
 	check := exprCheck{label: "where", result: boolResult("where", "a where is a condition, e.g. event.amount > 100")}
 	progs, _, ok := p.compile(p.scalarLoc(n, expr), path, expr, envs.base, ts, check)
@@ -144,11 +145,11 @@ func (p *parser) compile(loc exprLoc, path, expr string, parseEnv *cel.Env, targ
 		checked, iss := t.env.Check(parsed)
 		if iss.Err() != nil {
 			for _, err := range iss.Errors() {
-				hint := ""
+				msg, hint := err.Message, ""
 				if t.hint != nil {
-					hint = t.hint(err.Message)
+					msg, hint = t.hint(msg)
 				}
-				note(t, exprIssue{line: err.Location.Line(), col: err.Location.Column(), msg: err.Message, hint: hint})
+				note(t, exprIssue{line: err.Location.Line(), col: err.Location.Column(), msg: msg, hint: hint})
 			}
 			continue
 		}
@@ -222,14 +223,7 @@ func (p *parser) exprProblem(loc exprLoc, path, label string, is exprIssue, pref
 // column in code points, as CEL reports them) to a YAML line and column.
 // Escapes in quoted scalars can shift it by a few columns.
 func (p *parser) exprPos(n *yaml.Node, expr string, line, col int) (int, int) {
-	off := 0
-	for i, l := range strings.Split(expr, "\n") {
-		if i == line-1 {
-			off += col
-			break
-		}
-		off += len([]rune(l)) + 1
-	}
+	off := exprOffset(expr, line, col)
 	srcLine, start := n.Line-1, n.Column-1
 	indent := -1 // strip all leading blanks (folded plain and quoted lines)
 	switch n.Style {
@@ -263,4 +257,17 @@ func (p *parser) exprPos(n *yaml.Node, expr string, line, col int) (int, int) {
 		start = -1
 	}
 	return n.Line, n.Column
+}
+
+// exprOffset is the code point offset in expr of a CEL position (1-based
+// line, 0-based column in code points).
+func exprOffset(expr string, line, col int) int {
+	off := 0
+	for i, l := range strings.Split(expr, "\n") {
+		if i == line-1 {
+			return off + col
+		}
+		off += len([]rune(l)) + 1
+	}
+	return off
 }
