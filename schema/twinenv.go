@@ -79,7 +79,7 @@ func newTwinEnvs(s *Schema) (*twinEnvs, error) {
 	if err != nil {
 		return nil, err
 	}
-	e.base, err = cel.NewEnv(
+	e.base, err = cel.NewEnv(append([]cel.EnvOption{
 		cel.CustomTypeProvider(p),
 		cel.CrossTypeNumericComparisons(true),
 		cel.DefaultUTCTimeZone(true),
@@ -88,8 +88,7 @@ func newTwinEnvs(s *Schema) (*twinEnvs, error) {
 		cel.Variable("now", types.TimestampType),
 		cel.Variable(nowVar, types.TimestampType),
 		cel.Macros(cel.GlobalMacro("days_since", 1, expandDaysSince)),
-		helperFunctions(),
-	)
+	}, helperFunctions()...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -121,7 +120,7 @@ func expandDaysSince(eh celparser.ExprHelper, _ ast.Expr, args []ast.Expr) (ast.
 }
 
 // helperFunctions declares days, hours and days_between.
-func helperFunctions() cel.EnvOption {
+func helperFunctions() []cel.EnvOption {
 	span := func(name string, unit time.Duration) cel.EnvOption {
 		return cel.Function(name,
 			cel.Overload(name+"_int", []*cel.Type{cel.IntType}, cel.DurationType,
@@ -130,7 +129,7 @@ func helperFunctions() cel.EnvOption {
 				cel.UnaryBinding(func(v ref.Val) ref.Val { return durationOf(name, float64(v.(types.Double)), unit) })),
 		)
 	}
-	return cel.Lib(helperLib{
+	return []cel.EnvOption{
 		span("days", 24*time.Hour),
 		span("hours", time.Hour),
 		cel.Function("days_between",
@@ -138,13 +137,8 @@ func helperFunctions() cel.EnvOption {
 				cel.BinaryBinding(func(a, b ref.Val) ref.Val {
 					return types.Double(daysBetween(a.(types.Timestamp).Time, b.(types.Timestamp).Time))
 				}))),
-	})
+	}
 }
-
-type helperLib []cel.EnvOption
-
-func (l helperLib) CompileOptions() []cel.EnvOption  { return l }
-func (helperLib) ProgramOptions() []cel.ProgramOption { return nil }
 
 // maxSpan is the longest duration CEL holds (about 292 years).
 const maxSpan = float64(math.MaxInt64)
