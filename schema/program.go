@@ -4,6 +4,8 @@ import (
 	"cel.dev/cel-go/cel"
 	"cel.dev/cel-go/common/types"
 	"cel.dev/cel-go/common/types/ref"
+
+	"github.com/twinhub/twinhub"
 )
 
 // program is one expression over the twin (a segment predicate, a rule
@@ -17,7 +19,11 @@ type program struct {
 	byType []cel.Program // by event type index; nil where the type is no trigger
 	change cel.Program   // for enter: and exit: triggers
 	ast    *cel.Ast      // one of the checked ASTs, for what the expression reads
-	kind   int           // eventNone when plain, else eventTyped
+	// The native forms of bool programs, where they have one (native.go);
+	// nil entries run in CEL.
+	plainFast  native
+	byTypeFast []native
+	changeFast native
 }
 
 // variants says in which environments a rule's expressions are compiled.
@@ -50,57 +56,83 @@ func (p *parser) compileProgram(env *twinEnvs, loc exprLoc, path, expr string, v
 		return nil
 	}
 	pr := &program{expr: expr, rt: env.rt, ast: asts[0]}
+	boolean := check.result != nil && asts[0].OutputType().IsExactType(types.BoolType)
+	fast := func(t *EventType, a *cel.Ast) native {
+		if !boolean {
+			return nil
+		}
+		return compileNative(env.s, t, a.NativeRep())
+	}
 	if len(v.types) == 0 && !v.change {
-		pr.plain = progs[0]
+		pr.plain, pr.plainFast = progs[0], fast(nil, asts[0])
 		return pr
 	}
-	pr.kind = eventTyped
 	pr.byType = make([]cel.Program, len(env.s.Events))
+	pr.byTypeFast = make([]native, len(env.s.Events))
 	for i, t := range v.types {
-		pr.byType[t.Index] = progs[i]
+		pr.byType[t.Index], pr.byTypeFast[t.Index] = progs[i], fast(t, asts[i])
 	}
 	if v.change {
-		pr.change = progs[len(progs)-1]
+		last := len(progs) - 1
+		pr.change, pr.changeFast = progs[last], fast(nil, asts[last])
 	}
 	return pr
 }
 
-// pick returns the program to run for cause c and the event it reads.
-func (pr *program) pick(c *Cause) (cel.Program, int) {
+// pick returns the program to run for cause c, its native form if it has
+// one, and the event it reads.
+func (pr *program) pick(c *Cause) (cel.Program, native, int) {
 	switch {
 	case pr.plain != nil:
-		return pr.plain, eventNone
+		return pr.plain, pr.plainFast, eventNone
 	case c == nil:
-		return nil, eventNone
+		return nil, nil, eventNone
 	case c.Segment != nil:
-		return pr.change, eventChange
+		return pr.change, pr.changeFast, eventChange
 	case c.Type != nil && c.Type.Index >= 0 && c.Type.Index < len(pr.byType):
-		return pr.byType[c.Type.Index], eventTyped
+		return pr.byType[c.Type.Index], pr.byTypeFast[c.Type.Index], eventTyped
 	}
-	return nil, eventNone
+	return nil, nil, eventNone
 }
 
 // holds runs a bool program; an error, or a cause it was not compiled for,
 // is false.
 func (pr *program) holds(tv TwinVars, c *Cause, now int64) bool {
-	prg, kind := pr.pick(c)
+	prg, fast, kind := pr.pick(c)
 	if prg == nil {
 		return false
 	}
+	if fast != nil {
+		var ev *twinhub.Event
+		if kind == eventTyped {
+			if ev = c.Event; ev == nil {
+				return false
+			}
+		}
+		return fast(tv, ev, now) == triTrue
+	}
+	return pr.celHolds(prg, tv, c, kind, now) == triTrue
+}
+
+// celHolds runs a bool program in CEL.
+func (pr *program) celHolds(prg cel.Program, tv TwinVars, c *Cause, kind int, now int64) tri {
 	a, err := pr.rt.bind(tv, c, kind, now)
 	if err != nil {
-		return false
+		return triErr
 	}
 	out, _, err := prg.Eval(a)
 	pr.rt.release(a)
 	b, ok := out.(types.Bool)
-	return err == nil && ok && bool(b)
+	if err != nil || !ok {
+		return triErr
+	}
+	return triOf(bool(b))
 }
 
 // eval runs the program and passes its result to use, which must not keep
 // it: the result may point into the pooled activation.
 func (pr *program) eval(tv TwinVars, c *Cause, now int64, use func(ref.Val) error) error {
-	prg, kind := pr.pick(c)
+	prg, _, kind := pr.pick(c)
 	if prg == nil {
 		return errNoTrigger
 	}

@@ -132,7 +132,7 @@ func (r *Rule) Reads(tv TwinVars, c *Cause, now int64) map[string]any {
 		obj    *celObject
 		target any
 	)
-	switch _, kind := r.cond.pick(c); {
+	switch _, _, kind := r.cond.pick(c); {
 	case kind == eventChange:
 		obj, target = r.cond.rt.change, &changeVal{obj: r.cond.rt.change, c: c, now: now}
 	case kind == eventTyped && c.Type != nil && c.Type.obj != nil && c.Event != nil:
