@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"reflect"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -32,6 +33,9 @@ const (
 // twinBuiltins are the twin's own fields, which attribute and aggregate names
 // must not take.
 var twinBuiltins = []string{twinKey, twinRevision, twinSegments, twinTags}
+
+// durationNumberRE matches CEL's refusal to compare a duration with a number.
+var durationNumberRE = regexp.MustCompile(`applied to '\((duration, (int|double)|(int|double), duration)\)'`)
 
 // nowVar is the hidden name days_since expands to: it always means the
 // evaluation's now, even inside a comprehension that names a variable now.
@@ -523,6 +527,9 @@ func (e *twinEnvs) twinHint(expr string, kind int, t *EventType, owner string) f
 		}
 		if strings.Contains(msg, "'days_between'") && strings.Contains(expr, "days_since") {
 			return msg, "days_since and days_between take timestamps, e.g. days_since(twin.last_seen)"
+		}
+		if durationNumberRE.MatchString(msg) {
+			return msg, "a duration compares with a duration: write days(30), hours(12) or duration('90m')"
 		}
 		return msg, numbersHint(msg)
 	}

@@ -43,20 +43,22 @@ func (p *parser) webhooks(s *Schema, top entry) {
 				w.Secret, _ = p.str(we.v, we.path)
 			case "secret_env":
 				secretEnv = we.v
-				if name, ok := p.str(we.v, we.path); ok {
-					w.Secret = os.Getenv(name)
-					if w.Secret == "" {
-						p.add(we.v, we.path, "set the variable before Twinhub starts, or remove secret_env",
-							"environment variable %s is empty or not set", name)
-					}
-				}
 			}
 		}
 		if !sawURL {
 			p.add(e.k, e.path, "add e.g. url: https://example.com/hook", "webhook %q has no url", w.Name)
 		}
-		if secret != nil && secretEnv != nil {
-			p.add(secretEnv, e.path+".secret_env", "keep one of them", "secret and secret_env exclude each other")
+		switch envPath := e.path + ".secret_env"; {
+		case secretEnv == nil:
+		case secret != nil:
+			p.add(secretEnv, envPath, "keep one of them", "secret and secret_env exclude each other")
+		default:
+			if name, ok := p.str(secretEnv, envPath); ok {
+				if w.Secret = os.Getenv(name); w.Secret == "" {
+					p.add(secretEnv, envPath, "set the variable before Twinhub starts, or remove secret_env",
+						"environment variable %s is empty or not set", name)
+				}
+			}
 		}
 		s.Webhooks = append(s.Webhooks, w)
 	}
