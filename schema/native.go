@@ -209,8 +209,8 @@ func both(a, b tri) tri {
 }
 
 // compare compiles a comparison of two operands, following CEL: ints compare
-// exactly, an int and a double compare as doubles, NaN is unordered and
-// unequal to everything, false < true.
+// exactly, an int and a double compare as doubles, a comparison with NaN is
+// false (but NaN != x is true), false < true.
 func (c nativeCompiler) compare(op compareOp, l, r operand) native {
 	if !l.ok() || !r.ok() {
 		return nil
@@ -235,14 +235,8 @@ func (c nativeCompiler) compare(op compareOp, l, r operand) native {
 			if st := both(sa, sb); st != triTrue {
 				return st
 			}
-			if a != a || b != b { // NaN
-				switch op {
-				case opEq:
-					return triFalse
-				case opNe:
-					return triTrue
-				}
-				return triErr
+			if a != a || b != b { // NaN: nothing compares, everything differs
+				return triOf(op == opNe)
 			}
 			return triOf(ordered(op, a, b))
 		}
