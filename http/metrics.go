@@ -30,6 +30,10 @@ type Metrics struct {
 	latency  *prometheus.HistogramVec
 	records  *prometheus.CounterVec
 
+	streamClients prometheus.Gauge
+	deliveries    *prometheus.CounterVec
+	actions       *prometheus.CounterVec
+
 	watchOnce sync.Once
 	deadOnce  sync.Once
 }
@@ -94,8 +98,21 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "twinhub_source_records_total",
 			Help: "Records of named sources, by source and outcome: read, skipped (mapped to no event), rejected (kept as dead letters).",
 		}, []string{"source", "outcome"}),
+		streamClients: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "twinhub_stream_clients",
+			Help: "Clients connected to the live stream (GET /v1/stream).",
+		}),
+		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "twinhub_webhook_deliveries_total",
+			Help: "Webhook delivery attempts, by webhook and outcome: delivered, failed (to be retried) or dead (no attempts left).",
+		}, []string{"webhook", "outcome"}),
+		actions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "twinhub_actions_total",
+			Help: "Actions logged since the process started, by kind and status (fired or pending when decided by a rule; approved, rejected or expired when changed later), as the webhook dispatcher reads them.",
+		}, []string{"kind", "status"}),
 	}
-	reg.MustRegister(m.accepted, m.duplicates, m.rejected, m.apply, m.fsync, m.batchEvents, m.requests, m.latency, m.records)
+	reg.MustRegister(m.accepted, m.duplicates, m.rejected, m.apply, m.fsync, m.batchEvents, m.requests, m.latency, m.records,
+		m.streamClients, m.deliveries, m.actions)
 	return m
 }
 

@@ -53,6 +53,12 @@ type Options struct {
 	// Now is the receive clock for events without a time and the reference
 	// for the schema's max_future. Default Engine.WallClock.
 	Now func() time.Time
+	// StreamHeartbeat is how often GET /v1/stream sends a comment to keep
+	// an idle connection open; default DefaultStreamHeartbeat.
+	StreamHeartbeat time.Duration
+	// Webhooks serves /v1/webhooks and /v1/deliveries; without it those
+	// routes are absent. The caller starts and closes it.
+	Webhooks *Dispatcher
 }
 
 // Server serves Twinhub's REST API over an engine. It is safe for
@@ -66,6 +72,10 @@ type Server struct {
 	handler nethttp.Handler
 	routes  []string
 	srv     *nethttp.Server
+	// closing is closed when Shutdown starts, which ends open streams:
+	// nethttp.Server.Shutdown does not wait for them otherwise.
+	closing   chan struct{}
+	closeOnce sync.Once
 
 	decoders sync.Pool // *ingest.Decoder, dropped when the schema changes
 	batches  sync.Pool // *ingest.Batch
@@ -93,11 +103,14 @@ func NewServer(opts Options) *Server {
 	if opts.Now == nil {
 		opts.Now = opts.Engine.WallClock
 	}
+	if opts.StreamHeartbeat <= 0 {
+		opts.StreamHeartbeat = DefaultStreamHeartbeat
+	}
 	opts.Metrics.Watch(opts.Engine)
 	if opts.DeadLetters != nil {
 		opts.Metrics.WatchDeadLetters(opts.DeadLetters.DeadLetterCounts)
 	}
-	s := &Server{opts: opts, e: opts.Engine, log: opts.Logger, metrics: opts.Metrics, mux: nethttp.NewServeMux()}
+	s := &Server{opts: opts, e: opts.Engine, log: opts.Logger, metrics: opts.Metrics, mux: nethttp.NewServeMux(), closing: make(chan struct{})}
 
 	s.route("POST /v1/events", s.handleIngest)
 	s.route("GET /v1/twins", s.handleListTwins)
@@ -106,6 +119,9 @@ func NewServer(opts Options) *Server {
 	s.route("GET /v1/schema", s.handleGetSchema)
 	s.route("PUT /v1/schema", s.handlePutSchema)
 	s.sourceRoutes()
+	s.actionRoutes()
+	s.route("GET /v1/stream", s.handleStream)
+	s.webhookRoutes()
 	s.route("GET /healthz", s.handleHealthz)
 	s.route("GET /readyz", s.handleReadyz)
 	s.route("GET /openapi.json", s.handleOpenAPI)
@@ -119,6 +135,7 @@ func NewServer(opts Options) *Server {
 		IdleTimeout:       idleTimeout,
 		ErrorLog:          slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn),
 	}
+	s.srv.RegisterOnShutdown(func() { s.closeOnce.Do(func() { close(s.closing) }) })
 	return s
 }
 
@@ -146,8 +163,8 @@ func (s *Server) Serve(ln net.Listener) error {
 	return nil
 }
 
-// Shutdown stops accepting connections and waits, until ctx ends, for the
-// requests in flight to finish.
+// Shutdown stops accepting connections, ends open streams and waits, until
+// ctx ends, for the requests in flight to finish.
 func (s *Server) Shutdown(ctx context.Context) error { return s.srv.Shutdown(ctx) }
 
 // instrument counts and times every request by route pattern, recovers

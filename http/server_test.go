@@ -64,16 +64,26 @@ func newTestServer(tb testing.TB, opt func(*twhttp.Options)) *testServer {
 		db.Close()
 		tb.Fatal(err)
 	}
+	logger := slog.New(slog.NewTextHandler(tbWriter{tb}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	opts := twhttp.Options{
 		Engine:      e,
 		Metrics:     m,
-		Logger:      slog.New(slog.NewTextHandler(tbWriter{tb}, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Logger:      logger,
 		Sources:     reg,
 		Importer:    &source.Importer{Sink: e, DeadLetters: db, Now: e.WallClock, OnBatch: m.ObserveSource},
 		DeadLetters: db,
+		// Short waits, so that retries and dead deliveries happen within a
+		// test.
+		Webhooks: twhttp.NewDispatcher(twhttp.DispatcherOptions{Engine: e, Store: db, Logger: logger, Metrics: m,
+			Timeout: 5 * time.Second, BackoffBase: 5 * time.Millisecond, BackoffMax: 40 * time.Millisecond, MaxAttempts: 4}),
 	}
 	if opt != nil {
 		opt(&opts)
+	}
+	if opts.Webhooks != nil {
+		if err := opts.Webhooks.Start(); err != nil {
+			tb.Fatal(err)
+		}
 	}
 	srv := twhttp.NewServer(opts)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -91,6 +101,9 @@ func newTestServer(tb testing.TB, opt func(*twhttp.Options)) *testServer {
 		}
 		if err := <-served; err != nil {
 			tb.Errorf("Serve returned %v after Shutdown, want nil", err)
+		}
+		if opts.Webhooks != nil {
+			opts.Webhooks.Close()
 		}
 		if err := e.Close(); err != nil {
 			tb.Errorf("close engine: %v", err)

@@ -19,10 +19,10 @@ import (
 
 var twinBufs = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
 
-// appendTwin appends v as JSON, attributes and aggregates in sc's order. A
-// cleared attribute has a null value; position appears when not zero.
-// Non-finite numbers, which JSON cannot carry, are written as null and
-// reported through bad.
+// appendTwin appends v as JSON, attributes and aggregates in sc's order,
+// then segments and tags as the engine lists them. A cleared attribute has
+// a null value; position appears when not zero. Non-finite numbers, which
+// JSON cannot carry, are written as null and reported through bad.
 func appendTwin(dst []byte, v *engine.View, sc *schema.Schema, bad func(name string, f float64)) []byte {
 	dst = append(dst, `{"key":`...)
 	dst = ingest.AppendJSONString(dst, v.Key)
@@ -73,7 +73,23 @@ func appendTwin(dst []byte, v *engine.View, sc *schema.Schema, bad func(name str
 		dst = append(dst, ':')
 		dst = appendJSONValue(dst, ag.Name, val, bad)
 	}
-	return append(dst, "}}\n"...)
+	dst = append(dst, `},"segments":`...)
+	dst = appendJSONStrings(dst, v.Segments)
+	dst = append(dst, `,"tags":`...)
+	dst = appendJSONStrings(dst, v.Tags)
+	return append(dst, "}\n"...)
+}
+
+// appendJSONStrings appends ss as a JSON array; nil is an empty one.
+func appendJSONStrings(dst []byte, ss []string) []byte {
+	dst = append(dst, '[')
+	for i, s := range ss {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = ingest.AppendJSONString(dst, s)
+	}
+	return append(dst, ']')
 }
 
 func appendJSONValue(dst []byte, name string, v any, bad func(string, float64)) []byte {

@@ -27,6 +27,8 @@ func TestAppendTwinMatchesEncodingJSON(t *testing.T) {
 			"satisfaction_last": nil, "first_seen": at, "days_since_purchase": 0.0,
 			"top_categories": []agg.TopEntry{{Value: "shoes", Count: 3, Err: 1}, {Value: "bags", Count: 1}},
 		},
+		Segments: []string{"big", "at \"risk\""},
+		Tags:     []string{},
 	}
 	got := appendTwin(nil, v, sc, func(string, float64) { t.Error("a finite value was reported as not finite") })
 	want, err := json.Marshal(v)

@@ -85,18 +85,22 @@ type Main struct {
 	// ShutdownGrace bounds how long Close waits for requests in flight;
 	// default DefaultShutdownGrace.
 	ShutdownGrace time.Duration
+	// Webhooks tunes the webhook dispatcher (timeouts, backoff, attempts);
+	// Open sets its Engine, Store, Logger and Metrics.
+	Webhooks twinhttp.DispatcherOptions
 
 	// Addr is the address the server listens on, set by Open.
 	Addr net.Addr
 
-	db       *pebble.DB
-	engine   *engine.Engine
-	sources  *source.Registry
-	importer *source.Importer
-	server   *twinhttp.Server
-	stopped  chan struct{} // closed when Serve returns
-	serveErr error         // Serve's result, set before stopped closes
-	ready    atomic.Bool
+	db         *pebble.DB
+	engine     *engine.Engine
+	sources    *source.Registry
+	importer   *source.Importer
+	dispatcher *twinhttp.Dispatcher
+	server     *twinhttp.Server
+	stopped    chan struct{} // closed when Serve returns
+	serveErr   error         // Serve's result, set before stopped closes
+	ready      atomic.Bool
 }
 
 // Open opens the store and the engine, which recovers from the archive
@@ -167,6 +171,14 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	}
 	m.importer = &source.Importer{Sink: m.engine, DeadLetters: m.db, Now: m.engine.WallClock, OnBatch: metrics.ObserveSource}
 
+	wo := m.Webhooks
+	wo.Engine, wo.Store, wo.Logger, wo.Metrics = m.engine, m.db, m.Logger, metrics
+	webhooks := twinhttp.NewDispatcher(wo)
+	if err := webhooks.Start(); err != nil {
+		return fmt.Errorf("webhooks: %w", err)
+	}
+	m.dispatcher = webhooks
+
 	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", m.Listen)
 	if err != nil {
 		return err
@@ -181,6 +193,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		Sources:     m.sources,
 		Importer:    m.importer,
 		DeadLetters: m.db,
+		Webhooks:    m.dispatcher,
 	})
 	m.stopped = make(chan struct{})
 	go func() {
@@ -207,9 +220,11 @@ func (m *Main) Err() error {
 }
 
 // Close shuts down gracefully: /readyz turns unready, the server stops
-// accepting and finishes the requests in flight (for up to ShutdownGrace),
-// then the engine persists every twin and the store closes. It is safe to
-// call on a Main that is partly open.
+// accepting, ends live streams and finishes the requests in flight (for up
+// to ShutdownGrace), the webhook dispatcher stops (deliveries in flight stay
+// pending, to be resumed at the next start), then the engine persists every
+// twin and the store closes. It is safe to call on a Main that is partly
+// open.
 func (m *Main) Close() error {
 	m.ready.Store(false)
 	var errs []error
@@ -224,6 +239,12 @@ func (m *Main) Close() error {
 			errs = append(errs, fmt.Errorf("http server: %w", m.serveErr))
 		}
 		m.server = nil
+	}
+	if m.dispatcher != nil {
+		if err := m.dispatcher.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("stop webhooks: %w", err))
+		}
+		m.dispatcher = nil
 	}
 	if m.engine != nil {
 		if err := m.engine.Close(); err != nil {

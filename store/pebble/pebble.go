@@ -24,6 +24,9 @@
 //	'j' segment 0x00 key                segment membership
 //	'q' key                             highest twin revision whose outputs are logged
 //	'h' segment 0x00 time(8)            segment size history
+//	'y' 0x00 id(8)                      webhook delivery, JSON (deliveries.go)
+//	'y' 0x01                            the webhook dispatcher's output cursor and last delivery ID
+//	'y' 0x02 status(1) id(8)            index of deliveries by status; the value is the webhook name
 //
 // The archived events themselves are in append-only segment files in the
 // archive/ folder beside the database (archive.go says why); Pebble indexes
@@ -41,6 +44,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"sync/atomic"
 
 	cpebble "github.com/cockroachdb/pebble/v2"
@@ -66,6 +70,7 @@ type DB struct {
 	tl     timelineRuns
 	idSeq  atomic.Uint64
 	dl     deadLetters
+	dv     sync.Mutex // serialises delivery writes (deliveries.go)
 	cache  interface{ Unref() }
 	closed atomic.Bool
 }
