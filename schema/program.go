@@ -56,9 +56,8 @@ func (p *parser) compileProgram(env *twinEnvs, loc exprLoc, path, expr string, v
 		return nil
 	}
 	pr := &program{expr: expr, rt: env.rt, ast: asts[0]}
-	boolean := check.result != nil && asts[0].OutputType().IsExactType(types.BoolType)
 	fast := func(t *EventType, a *cel.Ast) native {
-		if !boolean {
+		if !check.native || !a.OutputType().IsExactType(types.BoolType) {
 			return nil
 		}
 		return compileNative(env.s, t, a.NativeRep())

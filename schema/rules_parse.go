@@ -210,8 +210,8 @@ func (s *Schema) triggerNames() []string {
 
 // actionNodes are an action's settings.
 type actionNodes struct {
-	kind, approval, expires, payload, value *yaml.Node
-	set                                     map[string]*yaml.Node // every setting given, by key
+	kind, approval, expires, payload, value, attribute *yaml.Node
+	set                                                map[string]*yaml.Node // every setting given, by key
 }
 
 func (p *parser) action(s *Schema, r *Rule, n *yaml.Node, path string, env *twinEnvs, v variants, onOK bool) *ActionSpec {
@@ -219,7 +219,7 @@ func (p *parser) action(s *Schema, r *Rule, n *yaml.Node, path string, env *twin
 		p.add(n, path, "write e.g. {kind: tag, tag: vip}", "expected an action, a mapping with kind:, found %s", describe(n))
 		return nil
 	}
-	a := &ActionSpec{rule: r.Name, path: path}
+	a := &ActionSpec{path: path}
 	nodes := actionNodes{set: map[string]*yaml.Node{}}
 	for _, ae := range p.mapping(n, path, actionKeys, "a mapping with kind:") {
 		nodes.set[ae.key] = ae.v
@@ -252,6 +252,8 @@ func (p *parser) action(s *Schema, r *Rule, n *yaml.Node, path string, env *twin
 				if p.url(ae.v, ae.path, str) {
 					a.URL = str
 				}
+			case "attribute":
+				nodes.attribute = ae.v
 			}
 		}
 	}
@@ -318,7 +320,7 @@ func (p *parser) action(s *Schema, r *Rule, n *yaml.Node, path string, env *twin
 
 // setAction resolves a set action's attribute and compiles its value.
 func (p *parser) setAction(s *Schema, a *ActionSpec, nodes actionNodes, sub func(string) string, env *twinEnvs, v variants, onOK bool) {
-	an := nodes.set["attribute"]
+	an := nodes.attribute
 	if an == nil {
 		return
 	}
