@@ -71,7 +71,8 @@ type Segment struct {
 	Expr        string
 	Index       int // position in Schema.Segments
 	// TimeDependent says time alone can change the answer: the predicate
-	// reads a windowed or time_since aggregate, or now.
+	// reads a windowed or time_since aggregate, or now (days_since does), or
+	// twin.segments while another segment is time dependent.
 	TimeDependent bool
 	// OnEnter and OnExit are the rules triggered by entering and leaving,
 	// indexes into Schema.Rules in firing order.
