@@ -350,7 +350,7 @@ func (p *parser) setAction(s *Schema, a *ActionSpec, nodes actionNodes, sub func
 			return
 		}
 		check := exprCheck{label: "template", result: setResult(attr)}
-		t := p.textTemplate(env, vn, vp, vn.Value, v, check)
+		t := p.textTemplate(env, vn, vp, v, check)
 		if t == nil {
 			return
 		}

@@ -368,7 +368,7 @@ func TestActionPayload(t *testing.T) {
 func TestActionValue(t *testing.T) {
 	s := parseFile(t, "testdata/rules.yaml")
 	now := testNow.UnixNano()
-	tw := newFakeTwin(s, "c-1").with(t, s, "purchases_90d", 3.0).with(t, s, "name", str("Ada"))
+	tw := newFakeTwin(s, "c-1").with(t, s, "purchases_90d", 3.0).with(t, s, "name", str("Ada")).with(t, s, "spend_total", 600.5)
 	cases := []struct {
 		name   string
 		rule   string
@@ -382,6 +382,7 @@ func TestActionValue(t *testing.T) {
 			twinhub.Value{Num: micros(time.Date(2000, 2, 29, 0, 0, 0, 0, time.UTC)), Type: twinhub.TypeTime, Set: true}},
 		{"int expression", "level_up", 0, purchaseCause(t, s, 200), twinhub.Value{Num: 4, Type: twinhub.TypeInteger, Set: true}},
 		{"time expression", "level_up", 1, purchaseCause(t, s, 200), twinhub.Value{Num: micros(testNow), Type: twinhub.TypeTime, Set: true}},
+		{"text with a number", "level_up", 3, purchaseCause(t, s, 200), str("big spender (600.5)")},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
