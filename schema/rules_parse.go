@@ -124,7 +124,7 @@ func (p *parser) rule(s *Schema, r *Rule, e entry, env *twinEnvs) {
 			"no event changes what this when reads, so a rule without on would never run")
 	}
 
-	if do == nil {
+	if do == nil || isNull(do) {
 		p.add(e.k, e.path, "add e.g. do: [{kind: tag, tag: vip}]", "rule %q does nothing: it has no do", r.Name)
 		return
 	}
@@ -162,21 +162,18 @@ func (p *parser) triggers(s *Schema, r *Rule, on *yaml.Node, path string) (varia
 			continue
 		}
 		seen[name] = true
-		segName, enter := strings.CutPrefix(name, enterPrefix)
-		if !enter {
-			var exit bool
-			if segName, exit = strings.CutPrefix(name, exitPrefix); !exit {
-				t, found := s.events[name]
-				if !found {
-					p.add(n, path, suggestOr(name, s.triggerNames()), "unknown event type %q", name)
-					ok = false
-					continue
-				}
-				r.onTypes = append(r.onTypes, t)
-				v.types = append(v.types, t)
-				r.On = append(r.On, name)
+		segName, enter, isSegment := cutTrigger(name)
+		if !isSegment {
+			t, found := s.events[name]
+			if !found {
+				p.add(n, path, suggestOr(name, s.triggerNames()), "unknown event type %q", name)
+				ok = false
 				continue
 			}
+			r.onTypes = append(r.onTypes, t)
+			v.types = append(v.types, t)
+			r.On = append(r.On, name)
+			continue
 		}
 		seg, found := s.segments[segName]
 		if !found {
@@ -197,6 +194,18 @@ func (p *parser) triggers(s *Schema, r *Rule, on *yaml.Node, path string) (varia
 		r.On = append(r.On, name)
 	}
 	return v, ok
+}
+
+// cutTrigger splits enter:SEGMENT and exit:SEGMENT; isSegment is false for
+// an event type.
+func cutTrigger(name string) (segment string, enter, isSegment bool) {
+	if seg, ok := strings.CutPrefix(name, enterPrefix); ok {
+		return seg, true, true
+	}
+	if seg, ok := strings.CutPrefix(name, exitPrefix); ok {
+		return seg, false, true
+	}
+	return "", false, false
 }
 
 // triggerNames lists what a rule's on may name, for suggestions.
