@@ -63,6 +63,9 @@ type exprCheck struct {
 	// result reports a problem with the checked expression's output type
 	// (msg, hint), or "" when it is acceptable; nil accepts any type.
 	result func(out *types.Type) (msg, hint string)
+	// native asks for Go closures (native.go) besides CEL programs, for
+	// conditions that run on every event.
+	native bool
 }
 
 // exprLoc maps a position inside an expression (1-based line, 0-based

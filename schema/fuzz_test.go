@@ -62,8 +62,25 @@ func FuzzParse(f *testing.F) {
 					t.Fatalf("event %s attribute feed %+v out of range", et.Name, set)
 				}
 			}
+			inRange(t, et.Name+" segments", et.Segments, len(s.Segments))
+			inRange(t, et.Name+" rules", et.Rules, len(s.Rules))
 		}
+		for _, seg := range s.Segments {
+			inRange(t, seg.Name+" on enter", seg.OnEnter, len(s.Rules))
+			inRange(t, seg.Name+" on exit", seg.OnExit, len(s.Rules))
+		}
+		inRange(t, "timed segments", s.TimedSegments, len(s.Segments))
 	})
+}
+
+// inRange fails t unless every index is below n.
+func inRange(t *testing.T, what string, indexes []int, n int) {
+	t.Helper()
+	for _, i := range indexes {
+		if i < 0 || i >= n {
+			t.Fatalf("%s: index %d out of range (%d)", what, i, n)
+		}
+	}
 }
 
 // FuzzWhere compiles arbitrary where expressions and evaluates those that

@@ -13,7 +13,6 @@ import (
 // with no event, once per triggering event type, or for segment changes.
 // It is immutable and safe for concurrent use.
 type program struct {
-	expr   string
 	rt     *runtime
 	plain  cel.Program   // segments and rules without on
 	byType []cel.Program // by event type index; nil where the type is no trigger
@@ -55,10 +54,9 @@ func (p *parser) compileProgram(env *twinEnvs, loc exprLoc, path, expr string, v
 	if !ok {
 		return nil
 	}
-	pr := &program{expr: expr, rt: env.rt, ast: asts[0]}
-	boolean := check.result != nil && asts[0].OutputType().IsExactType(types.BoolType)
+	pr := &program{rt: env.rt, ast: asts[0]}
 	fast := func(t *EventType, a *cel.Ast) native {
-		if !boolean {
+		if !check.native || !a.OutputType().IsExactType(types.BoolType) {
 			return nil
 		}
 		return compileNative(env.s, t, a.NativeRep())

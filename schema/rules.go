@@ -71,7 +71,8 @@ type Segment struct {
 	Expr        string
 	Index       int // position in Schema.Segments
 	// TimeDependent says time alone can change the answer: the predicate
-	// reads a windowed or time_since aggregate, or now.
+	// reads a windowed or time_since aggregate, or now (days_since does), or
+	// twin.segments while another segment is time dependent.
 	TimeDependent bool
 	// OnEnter and OnExit are the rules triggered by entering and leaving,
 	// indexes into Schema.Rules in firing order.
@@ -103,8 +104,9 @@ type Rule struct {
 }
 
 // Holds reports whether the rule's condition holds for twin tv at now (unix
-// ns) for cause c. An evaluation error is false, and so is a cause the rule
-// is not triggered by; a rule without when always holds.
+// ns) for cause c. An evaluation error is false, and so is a cause the
+// condition was not compiled for (an event type not in on); a rule without
+// when always holds.
 func (r *Rule) Holds(tv TwinVars, c *Cause, now int64) bool {
 	if r.When == "" {
 		return true
@@ -209,8 +211,7 @@ type ActionSpec struct {
 	Attr     int    // set: Schema.Attributes index
 	URL      string // webhook
 
-	rule    string // the rule's name and the action's path, for errors
-	path    string
+	path    string        // where it is in the document, for errors
 	payload *tmpl         // nil when there is none
 	value   *tmpl         // set: a template, or nil for a literal
 	lit     twinhub.Value // set: the literal value
@@ -228,7 +229,7 @@ func (a *ActionSpec) Payload(tv TwinVars, c *Cause, now int64) (map[string]any, 
 	}
 	v, err := a.payload.eval(tv, c, now)
 	if err != nil {
-		return nil, fmt.Errorf("rule %s: %w", a.rule, err)
+		return nil, err // it names the template's place, rules.NAME.do[i].payload...
 	}
 	m, _ := v.(map[string]any)
 	return m, nil
@@ -238,7 +239,7 @@ func (a *ActionSpec) Payload(tv TwinVars, c *Cause, now int64) (map[string]any, 
 // (times as unix microseconds in Num).
 func (a *ActionSpec) Value(tv TwinVars, c *Cause, now int64) (twinhub.Value, error) {
 	if a.Kind != ActionSet || a.attr == nil {
-		return twinhub.Value{}, fmt.Errorf("rule %s: %s: a %s action has no value", a.rule, a.path, a.Kind)
+		return twinhub.Value{}, fmt.Errorf("%s: a %s action has no value", a.path, a.Kind)
 	}
 	if a.value == nil {
 		return a.lit, nil
@@ -257,7 +258,7 @@ func (a *ActionSpec) Value(tv TwinVars, c *Cause, now int64) (twinhub.Value, err
 		}
 	}
 	if err != nil {
-		return twinhub.Value{}, fmt.Errorf("rule %s: %s: %w", a.rule, a.value.path, err)
+		return twinhub.Value{}, fmt.Errorf("%s: %w", a.value.path, err)
 	}
 	return out, nil
 }

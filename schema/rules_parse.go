@@ -124,7 +124,7 @@ func (p *parser) rule(s *Schema, r *Rule, e entry, env *twinEnvs) {
 			"no event changes what this when reads, so a rule without on would never run")
 	}
 
-	if do == nil {
+	if do == nil || isNull(do) {
 		p.add(e.k, e.path, "add e.g. do: [{kind: tag, tag: vip}]", "rule %q does nothing: it has no do", r.Name)
 		return
 	}
@@ -162,21 +162,18 @@ func (p *parser) triggers(s *Schema, r *Rule, on *yaml.Node, path string) (varia
 			continue
 		}
 		seen[name] = true
-		segName, enter := strings.CutPrefix(name, enterPrefix)
-		if !enter {
-			var exit bool
-			if segName, exit = strings.CutPrefix(name, exitPrefix); !exit {
-				t, found := s.events[name]
-				if !found {
-					p.add(n, path, suggestOr(name, s.triggerNames()), "unknown event type %q", name)
-					ok = false
-					continue
-				}
-				r.onTypes = append(r.onTypes, t)
-				v.types = append(v.types, t)
-				r.On = append(r.On, name)
+		segName, enter, isSegment := cutTrigger(name)
+		if !isSegment {
+			t, found := s.events[name]
+			if !found {
+				p.add(n, path, suggestOr(name, s.triggerNames()), "unknown event type %q", name)
+				ok = false
 				continue
 			}
+			r.onTypes = append(r.onTypes, t)
+			v.types = append(v.types, t)
+			r.On = append(r.On, name)
+			continue
 		}
 		seg, found := s.segments[segName]
 		if !found {
@@ -199,6 +196,18 @@ func (p *parser) triggers(s *Schema, r *Rule, on *yaml.Node, path string) (varia
 	return v, ok
 }
 
+// cutTrigger splits enter:SEGMENT and exit:SEGMENT; isSegment is false for
+// an event type.
+func cutTrigger(name string) (segment string, enter, isSegment bool) {
+	if seg, ok := strings.CutPrefix(name, enterPrefix); ok {
+		return seg, true, true
+	}
+	if seg, ok := strings.CutPrefix(name, exitPrefix); ok {
+		return seg, false, true
+	}
+	return "", false, false
+}
+
 // triggerNames lists what a rule's on may name, for suggestions.
 func (s *Schema) triggerNames() []string {
 	names := s.eventNames()
@@ -210,8 +219,8 @@ func (s *Schema) triggerNames() []string {
 
 // actionNodes are an action's settings.
 type actionNodes struct {
-	kind, approval, expires, payload, value *yaml.Node
-	set                                     map[string]*yaml.Node // every setting given, by key
+	kind, approval, expires, payload, value, attribute *yaml.Node
+	set                                                map[string]*yaml.Node // every setting given, by key
 }
 
 func (p *parser) action(s *Schema, r *Rule, n *yaml.Node, path string, env *twinEnvs, v variants, onOK bool) *ActionSpec {
@@ -219,7 +228,7 @@ func (p *parser) action(s *Schema, r *Rule, n *yaml.Node, path string, env *twin
 		p.add(n, path, "write e.g. {kind: tag, tag: vip}", "expected an action, a mapping with kind:, found %s", describe(n))
 		return nil
 	}
-	a := &ActionSpec{rule: r.Name, path: path}
+	a := &ActionSpec{path: path}
 	nodes := actionNodes{set: map[string]*yaml.Node{}}
 	for _, ae := range p.mapping(n, path, actionKeys, "a mapping with kind:") {
 		nodes.set[ae.key] = ae.v
@@ -252,6 +261,8 @@ func (p *parser) action(s *Schema, r *Rule, n *yaml.Node, path string, env *twin
 				if p.url(ae.v, ae.path, str) {
 					a.URL = str
 				}
+			case "attribute":
+				nodes.attribute = ae.v
 			}
 		}
 	}
@@ -318,7 +329,7 @@ func (p *parser) action(s *Schema, r *Rule, n *yaml.Node, path string, env *twin
 
 // setAction resolves a set action's attribute and compiles its value.
 func (p *parser) setAction(s *Schema, a *ActionSpec, nodes actionNodes, sub func(string) string, env *twinEnvs, v variants, onOK bool) {
-	an := nodes.set["attribute"]
+	an := nodes.attribute
 	if an == nil {
 		return
 	}
@@ -348,7 +359,7 @@ func (p *parser) setAction(s *Schema, a *ActionSpec, nodes actionNodes, sub func
 			return
 		}
 		check := exprCheck{label: "template", result: setResult(attr)}
-		t := p.textTemplate(env, vn, vp, vn.Value, v, check)
+		t := p.textTemplate(env, vn, vp, v, check)
 		if t == nil {
 			return
 		}

@@ -1,6 +1,7 @@
 package schema
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -367,7 +368,7 @@ func TestActionPayload(t *testing.T) {
 func TestActionValue(t *testing.T) {
 	s := parseFile(t, "testdata/rules.yaml")
 	now := testNow.UnixNano()
-	tw := newFakeTwin(s, "c-1").with(t, s, "purchases_90d", 3.0).with(t, s, "name", str("Ada"))
+	tw := newFakeTwin(s, "c-1").with(t, s, "purchases_90d", 3.0).with(t, s, "name", str("Ada")).with(t, s, "spend_total", 600.5)
 	cases := []struct {
 		name   string
 		rule   string
@@ -381,6 +382,7 @@ func TestActionValue(t *testing.T) {
 			twinhub.Value{Num: micros(time.Date(2000, 2, 29, 0, 0, 0, 0, time.UTC)), Type: twinhub.TypeTime, Set: true}},
 		{"int expression", "level_up", 0, purchaseCause(t, s, 200), twinhub.Value{Num: 4, Type: twinhub.TypeInteger, Set: true}},
 		{"time expression", "level_up", 1, purchaseCause(t, s, 200), twinhub.Value{Num: micros(testNow), Type: twinhub.TypeTime, Set: true}},
+		{"text with a number", "level_up", 3, purchaseCause(t, s, 200), str("big spender (600.5)")},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -406,5 +408,41 @@ func TestActionValue(t *testing.T) {
 	winback, _ := s.Rule("winback_offer")
 	if _, err := winback.Actions[0].Value(tw, complaintCause(t, s, "late"), now); err == nil {
 		t.Error("Value of an offer action succeeded, want an error: only set actions have values")
+	}
+}
+
+func TestConcurrentEvaluation(t *testing.T) {
+	// Shards evaluate one Schema from many goroutines; CEL programs share
+	// pooled activations, which must never mix two evaluations.
+	s := parseFile(t, "testdata/rules.yaml")
+	now := testNow.UnixNano()
+	bye, _ := s.Rule("goodbye_vip")
+	winback, _ := s.Rule("winback_offer")
+	leave, enter := segmentCause(t, s, "vip", false, nil), segmentCause(t, s, "vip", true, nil)
+	done := make(chan error)
+	for g := range 8 {
+		name := fmt.Sprintf("twin-%d", g)
+		tw := newFakeTwin(s, name).with(t, s, "name", str(name)).with(t, s, "spend_total", float64(g)).
+			with(t, s, "purchases_90d", float64(g))
+		complaint := complaintCause(t, s, name)
+		go func() {
+			for range 500 {
+				if !bye.Holds(tw, leave, now) || bye.Holds(tw, enter, now) {
+					done <- fmt.Errorf("goroutine %d: goodbye_vip holds wrongly", g)
+					return
+				}
+				p, err := winback.Actions[0].Payload(tw, complaint, now)
+				if err != nil || p["message"] != "Sorry, "+name+": 20% off your next order" || p["reason"] != name {
+					done <- fmt.Errorf("goroutine %d: payload %v, %v", g, p, err)
+					return
+				}
+			}
+			done <- nil
+		}()
+	}
+	for range 8 {
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
 	}
 }

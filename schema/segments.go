@@ -7,7 +7,7 @@ import (
 var segmentKeys = []string{"description", "when"}
 
 // whenCheck is what segment predicates and rule conditions must be.
-var whenCheck = exprCheck{label: "when", result: boolResult("when", "a when is a condition, e.g. twin.spend_total > 1000.0")}
+var whenCheck = exprCheck{label: "when", result: boolResult("when", "a when is a condition, e.g. twin.spend_total > 1000.0"), native: true}
 
 // segments parses the segments section. A segment is a mapping with when:
 // (and description:), or its when as a plain string.

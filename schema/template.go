@@ -97,7 +97,7 @@ func (p *parser) template(env *twinEnvs, n *yaml.Node, path string, v variants, 
 	case isNull(n):
 		t.lit = nil
 	case n.ShortTag() == "!!str":
-		return p.textTemplate(env, n, path, n.Value, v, tmplCheck)
+		return p.textTemplate(env, n, path, v, tmplCheck)
 	default:
 		lit, ok := p.literal(n, path)
 		if !ok {
@@ -129,69 +129,103 @@ func (p *parser) literal(n *yaml.Node, path string) (any, bool) {
 	return n.Value, true
 }
 
-// textTemplate compiles string s, the value of scalar n: a literal when it
-// has no {{, one expression when it is exactly one {{ }} (blanks around it
-// aside), else text with expressions.
-func (p *parser) textTemplate(env *twinEnvs, n *yaml.Node, path, s string, v variants, check exprCheck) *tmpl {
+// tmplPiece is a piece of a template's text before compilation: literal
+// text, or an expression starting at byte start of the scalar's value.
+type tmplPiece struct {
+	text  string
+	expr  bool
+	start int
+}
+
+// splitTemplate cuts s, the value of scalar n, at {{ and }}. It reports a
+// {{ that is not closed and returns ok false.
+func (p *parser) splitTemplate(n *yaml.Node, path, s string) (pieces []tmplPiece, ok bool) {
+	for off := 0; off < len(s); {
+		i := strings.Index(s[off:], tmplOpen)
+		if i < 0 {
+			pieces = append(pieces, tmplPiece{text: s[off:]})
+			break
+		}
+		if i > 0 {
+			pieces = append(pieces, tmplPiece{text: s[off : off+i]})
+		}
+		start := off + i + len(tmplOpen)
+		j := strings.Index(s[start:], tmplClose)
+		if j < 0 {
+			line, col := p.templateLoc(n, s, off+i)(0, 0)
+			p.problems = append(p.problems, Problem{Line: line, Column: col, Path: path,
+				Message: "template: {{ is not closed", Hint: "close it with }}"})
+			return nil, false
+		}
+		pieces = append(pieces, tmplPiece{text: s[start : start+j], expr: true, start: start})
+		off = start + j + len(tmplClose)
+	}
+	return pieces, true
+}
+
+// textTemplate compiles the string value of scalar n: a literal when it has
+// no {{, one expression when it is exactly one {{ }} (blanks around it
+// aside), else text with expressions. An expression alone is checked with
+// single (its value is used as it is), one in text with tmplCheck (any
+// value can be written into text).
+func (p *parser) textTemplate(env *twinEnvs, n *yaml.Node, path string, v variants, single exprCheck) *tmpl {
+	s := n.Value
 	t := &tmpl{path: path}
 	if !strings.Contains(s, tmplOpen) {
 		t.lit = s
 		return t
 	}
+	pieces, ok := p.splitTemplate(n, path, s)
+	if !ok {
+		return nil
+	}
+	exprs := 0
+	blank := true
+	for _, pc := range pieces {
+		if pc.expr {
+			exprs++
+		} else if strings.TrimSpace(pc.text) != "" {
+			blank = false
+		}
+	}
+	alone := exprs == 1 && blank
+	check := tmplCheck
+	if alone {
+		check = single
+	}
 	good := true
-	rest, off := s, 0 // off: byte offset of rest in s
-	for {
-		i := strings.Index(rest, tmplOpen)
-		if i < 0 {
-			if rest != "" {
-				t.parts = append(t.parts, tmplPart{text: rest})
-			}
-			break
+	for _, pc := range pieces {
+		if !pc.expr {
+			t.parts = append(t.parts, tmplPart{text: pc.text})
+			continue
 		}
-		if i > 0 {
-			t.parts = append(t.parts, tmplPart{text: rest[:i]})
-		}
-		start := off + i + len(tmplOpen) // byte offset of the expression in s
-		j := strings.Index(rest[i+len(tmplOpen):], tmplClose)
-		if j < 0 {
-			line, col := p.templateLoc(n, s, off+i)(0, 0)
-			p.problems = append(p.problems, Problem{Line: line, Column: col, Path: path,
-				Message: "template: {{ is not closed", Hint: "close it with }}"})
-			return nil
-		}
-		expr := s[start : start+j]
-		loc := p.templateLoc(n, s, start)
-		if strings.TrimSpace(expr) == "" {
+		loc := p.templateLoc(n, s, pc.start)
+		if strings.TrimSpace(pc.text) == "" {
 			line, col := loc(0, 0)
 			p.problems = append(p.problems, Problem{Line: line, Column: col, Path: path,
 				Message: "template: {{ }} has no expression", Hint: "write an expression, e.g. {{ twin.key }}"})
 			good = false
-		} else if env != nil {
-			pr := p.compileProgram(env, loc, path, expr, v, check)
-			if pr == nil {
-				good = false
-			}
-			t.parts = append(t.parts, tmplPart{expr: pr})
+			continue
 		}
-		next := start + j + len(tmplClose)
-		rest, off = s[next:], next
+		if env == nil {
+			good = false
+			continue
+		}
+		pr := p.compileProgram(env, loc, path, pc.text, v, check)
+		if pr == nil {
+			good = false
+		}
+		t.parts = append(t.parts, tmplPart{expr: pr})
+		if alone {
+			t.expr = pr
+		}
 	}
-	if !good || env == nil {
+	if !good {
 		return nil
 	}
 	t.kind = tmplText
-	// Exactly one expression, blanks around it aside, keeps its type.
-	var exprs []*program
-	blank := true
-	for _, part := range t.parts {
-		if part.expr != nil {
-			exprs = append(exprs, part.expr)
-		} else if strings.TrimSpace(part.text) != "" {
-			blank = false
-		}
-	}
-	if len(exprs) == 1 && blank {
-		t.kind, t.expr, t.parts = tmplExpr, exprs[0], nil
+	if alone {
+		t.kind, t.parts = tmplExpr, nil
 	}
 	return t
 }

@@ -162,11 +162,8 @@ func daysBetween(a, b time.Time) float64 {
 	return secs / 86400
 }
 
-// AggregateType returns the CEL type name under which expressions read
-// aggregate a as twin.<name>: int, double, google.protobuf.Timestamp or
-// list(string).
-func AggregateType(a *Aggregate) string { return aggCELType(a.Spec).String() }
-
+// aggCELType is the CEL type under which expressions read an aggregate of
+// spec sp as twin.<name>.
 func aggCELType(sp agg.Spec) *types.Type {
 	switch sp.Kind {
 	case agg.Count, agg.Distinct:
@@ -217,7 +214,7 @@ func (v *twinVal) ConvertToType(t ref.Type) ref.Val {
 
 func (v *twinVal) Equal(other ref.Val) ref.Val {
 	o, ok := other.(*twinVal)
-	return types.Bool(ok && o.tv == v.tv)
+	return types.Bool(ok && o == v) // TwinVars need not be comparable
 }
 
 func (v *twinVal) Type() ref.Type { return v.obj.typ }
