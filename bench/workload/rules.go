@@ -27,11 +27,13 @@ var segmentScale = []int{150, 2, 20, 2, 1, 3, 60, 25, 400, 1}
 
 // ruleShapes are triggers and conditions of the kinds real rule sets have:
 // on an event type with a condition over the event and the twin, and on
-// segment entries. %[1]d varies the threshold; %[2]s names a segment.
+// segment entries; selective, as rules that act on customers are (each
+// fires for well under 1% of the events that trigger it). %[1]d varies the
+// threshold; %[2]s names a segment.
 var ruleShapes = []struct{ on, when string }{
-	{"[purchase]", "event.amount >= %[1]d.0 && twin.spend_total > 500.0"},
+	{"[purchase]", "event.amount >= %[1]d.0 && twin.spend_total > 1000.0"},
 	{"[complaint]", "twin.complaints_7d >= %[1]d && has(twin.satisfaction_last)"},
-	{"[survey]", "event.score <= 2 && twin.spend_total >= %[1]d.0"},
+	{"[survey]", "event.score <= 1 && twin.spend_total >= %[1]d.0"},
 	{"[view]", "twin.events_total %% 1000 == %[1]d"},
 	{"[cart]", "has(event.amount) && event.amount > %[1]d.0"},
 	{"[enter:%[2]s]", "twin.spend_total >= %[1]d.0"},
@@ -39,7 +41,7 @@ var ruleShapes = []struct{ on, when string }{
 	{"[purchase]", "twin.purchases_90d == %[1]d"},
 }
 
-var ruleScale = []int{90, 2, 100, 7, 80, 50, 2, 5}
+var ruleScale = []int{250, 3, 1000, 7, 300, 50, 3, 10}
 
 // AddRules adds generated segments and rules to schema src (the default
 // retail schema or one like it), into its segments and rules sections or
