@@ -65,7 +65,7 @@ func TestSchema(t *testing.T) {
 	})
 
 	t.Run("backfill", func(t *testing.T) {
-		src := string(schema.DefaultYAML()) + "  spend_all: {kind: sum, on: purchase, field: amount}\n"
+		src := strings.Replace(string(schema.DefaultYAML()), "\naggregates:\n", "\naggregates:\n  spend_all: {kind: sum, on: purchase, field: amount}\n", 1)
 		r := ts.do("PUT", "/v1/schema", []byte(src), "Content-Type", "application/yaml")
 		if r.status != 200 {
 			t.Fatalf("PUT /v1/schema = %v", r)

@@ -80,7 +80,7 @@ type aggregateNodes struct {
 
 func (p *parser) aggregates(s *Schema, top entry, envs *celEnvs) {
 	for _, e := range p.mapping(top.v, top.path, nil, "a mapping of aggregate names to their declarations") {
-		if !p.name(e.k, e.key, e.path, "aggregate") {
+		if !p.name(e.k, e.key, e.path, "aggregate") || !p.twinName(e, "aggregate") {
 			continue
 		}
 		if _, ok := s.attributes[e.key]; ok {

@@ -39,19 +39,85 @@ func (whereCost) EstimateSize(n cost.AstNode) *cost.SizeEstimate {
 	return nil
 }
 
-// whereIssue is one compile problem of a where expression, with the event
-// types it occurs for.
-type whereIssue struct {
+// exprIssue is one compile problem of an expression, with the targets
+// (event types) it occurs for.
+type exprIssue struct {
 	line, col int // in the expression: 1-based line, 0-based column; 0 when unknown
 	msg, hint string
-	types     []string
+	targets   []string
+}
+
+// exprTarget is one environment an expression is checked in: where and rule
+// conditions are checked once per event type they run on.
+type exprTarget struct {
+	name string // the event type, named in problems that only some targets have
+	env  *cel.Env
+	// hint rewrites a type-check message and suggests a fix for it; may be
+	// nil.
+	hint func(msg string) (string, string)
+}
+
+// exprCheck is what a kind of expression must satisfy after type-checking.
+type exprCheck struct {
+	label string // where, when, template: prefixes every message
+	// result reports a problem with the checked expression's output type
+	// (msg, hint), or "" when it is acceptable; nil accepts any type.
+	result func(out *types.Type) (msg, hint string)
+	// native asks for Go closures (native.go) besides CEL programs, for
+	// conditions that run on every event.
+	native bool
+}
+
+// exprLoc maps a position inside an expression (1-based line, 0-based
+// column in code points, as CEL reports them) to a YAML line and column;
+// line 0 asks for the position of the expression as a whole.
+type exprLoc func(line, col int) (int, int)
+
+// scalarLoc locates an expression that is the whole value of scalar n.
+func (p *parser) scalarLoc(n *yaml.Node, expr string) exprLoc {
+	return func(line, col int) (int, int) {
+		if line <= 0 {
+			return n.Line, n.Column
+		}
+		return p.exprPos(n, expr, line, col)
+	}
 }
 
 // where compiles expr for every target event type, reporting problems at
 // their position inside the YAML scalar n. A problem that occurs for only
 // some of the targets names them.
 func (p *parser) where(n *yaml.Node, path, expr string, targets []*EventType, envs *celEnvs) *Where {
-	parsed, iss := envs.base.Parse(expr)
+	ts := make([]exprTarget, len(targets))
+	for i, t := range targets {
+		ts[i] = exprTarget{name: t.Name, env: envs.envs[t.Index], hint: func(msg string) (string, string) { return msg, checkHint(t, msg) }}
+	}
+	check := exprCheck{label: "where", result: boolResult("where", "a where is a condition, e.g. event.amount > 100")}
+	progs, _, ok := p.compile(p.scalarLoc(n, expr), path, expr, envs.base, ts, check)
+	if !ok {
+		return nil
+	}
+	w := &Where{Expr: expr, progs: make([]cel.Program, len(envs.envs))}
+	for i, t := range targets {
+		w.progs[t.Index] = progs[i]
+	}
+	return w
+}
+
+// boolResult accepts bool expressions (and dyn ones, checked when they run).
+func boolResult(label, hint string) func(*types.Type) (string, string) {
+	return func(out *types.Type) (string, string) {
+		if out.IsExactType(types.BoolType) || out.Kind() == types.DynKind {
+			return "", ""
+		}
+		return fmt.Sprintf("%s must be a bool expression, not %s", label, out), hint
+	}
+}
+
+// compile parses expr with parseEnv and checks it in every target's
+// environment, reporting every problem at its place in the document. It
+// returns one program and checked AST per target, and whether all compiled.
+func (p *parser) compile(loc exprLoc, path, expr string, parseEnv *cel.Env, targets []exprTarget, check exprCheck) ([]cel.Program, []*cel.Ast, bool) {
+	parsed, iss := parseEnv.Parse(expr)
 	if iss.Err() != nil {
 		for _, err := range iss.Errors() {
 			msg := err.Message
@@ -60,60 +126,62 @@ func (p *parser) where(n *yaml.Node, path, expr string, targets []*EventType, en
 			} else {
 				msg = expectingRE.ReplaceAllString(msg, "")
 			}
-			p.whereProblem(n, path, expr, whereIssue{line: err.Location.Line(), col: err.Location.Column(), msg: msg}, "")
+			p.exprProblem(loc, path, check.label, exprIssue{line: err.Location.Line(), col: err.Location.Column(), msg: msg}, "")
 		}
-		return nil
+		return nil, nil, false
 	}
-	w := &Where{Expr: expr, progs: make([]cel.Program, len(envs.envs))}
-	var issues []*whereIssue
-	byKey := map[string]*whereIssue{}
-	note := func(t *EventType, is whereIssue) {
+	progs := make([]cel.Program, len(targets))
+	asts := make([]*cel.Ast, len(targets))
+	var issues []*exprIssue
+	byKey := map[string]*exprIssue{}
+	note := func(t exprTarget, is exprIssue) {
 		key := fmt.Sprintf("%d:%d:%s", is.line, is.col, is.msg)
 		if prev, ok := byKey[key]; ok {
-			prev.types = append(prev.types, t.Name)
+			prev.targets = append(prev.targets, t.name)
 			return
 		}
-		is.types = []string{t.Name}
+		is.targets = []string{t.name}
 		byKey[key] = &is
 		issues = append(issues, &is)
 	}
-	for _, t := range targets {
-		env := envs.envs[t.Index]
-		checked, iss := env.Check(parsed)
+	for i, t := range targets {
+		checked, iss := t.env.Check(parsed)
 		if iss.Err() != nil {
 			for _, err := range iss.Errors() {
-				note(t, whereIssue{line: err.Location.Line(), col: err.Location.Column(), msg: err.Message, hint: checkHint(t, err.Message)})
+				msg, hint := err.Message, ""
+				if t.hint != nil {
+					msg, hint = t.hint(msg)
+				}
+				note(t, exprIssue{line: err.Location.Line(), col: err.Location.Column(), msg: msg, hint: hint})
 			}
 			continue
 		}
-		if out := checked.OutputType(); !out.IsExactType(types.BoolType) && out.Kind() != types.DynKind {
-			note(t, whereIssue{msg: fmt.Sprintf("where must be a bool expression, not %s", out),
-				hint: "a where is a condition, e.g. event.amount > 100"})
-			continue
+		if check.result != nil {
+			if msg, hint := check.result(checked.OutputType()); msg != "" {
+				note(t, exprIssue{msg: msg, hint: hint})
+				continue
+			}
 		}
-		if est, err := env.EstimateCost(checked, whereCost{}); err == nil && est.Max > maxWhereCost {
-			note(t, whereIssue{msg: fmt.Sprintf("where is too expensive to run on every event (estimated cost up to %d, limit %d)", est.Max, maxWhereCost),
+		if est, err := t.env.EstimateCost(checked, whereCost{}); err == nil && est.Max > maxWhereCost {
+			note(t, exprIssue{msg: fmt.Sprintf("%s is too expensive to run on every event (estimated cost up to %d, limit %d)", check.label, est.Max, maxWhereCost),
 				hint: "simplify it: avoid nested loops over lists"})
 			continue
 		}
-		prg, err := env.Program(checked, cel.EvalOptions(cel.OptOptimize))
+		prg, err := t.env.Program(checked, cel.EvalOptions(cel.OptOptimize))
 		if err != nil {
-			note(t, whereIssue{msg: err.Error()})
+			note(t, exprIssue{msg: err.Error()})
 			continue
 		}
-		w.progs[t.Index] = prg
+		progs[i], asts[i] = prg, checked
 	}
 	for _, is := range issues {
 		prefix := ""
-		if len(is.types) < len(targets) {
-			prefix = "on " + strings.Join(is.types, ", ") + ": "
+		if len(is.targets) < len(targets) {
+			prefix = "on " + strings.Join(is.targets, ", ") + ": "
 		}
-		p.whereProblem(n, path, expr, *is, prefix)
+		p.exprProblem(loc, path, check.label, *is, prefix)
 	}
-	if len(issues) > 0 {
-		return nil
-	}
-	return w
+	return progs, asts, len(issues) == 0
 }
 
 // checkHint suggests a fix for a type-check error on event type t.
@@ -130,20 +198,24 @@ func checkHint(t *EventType, msg string) string {
 		}
 		return "the event is called event, e.g. event.id"
 	}
+	return numbersHint(msg)
+}
+
+// numbersHint explains CEL's refusal to mix int and double in arithmetic.
+func numbersHint(msg string) string {
 	if mixedNumbersRE.MatchString(msg) {
 		return "arithmetic needs one number type: write 2.0 rather than 2, or convert with double() or int()"
 	}
 	return ""
 }
 
-func (p *parser) whereProblem(n *yaml.Node, path, expr string, is whereIssue, prefix string) {
-	line, col := n.Line, n.Column
-	if is.line > 0 {
-		line, col = p.exprPos(n, expr, is.line, is.col)
-	}
+// exprProblem reports issue is of an expression labelled label (where,
+// when, template), at its place in the document.
+func (p *parser) exprProblem(loc exprLoc, path, label string, is exprIssue, prefix string) {
+	line, col := loc(is.line, is.col)
 	msg := is.msg
-	if !strings.HasPrefix(msg, "where") {
-		msg = "where: " + prefix + msg
+	if !strings.HasPrefix(msg, label) {
+		msg = label + ": " + prefix + msg
 	} else if prefix != "" {
 		msg = prefix + msg
 	}
@@ -154,14 +226,7 @@ func (p *parser) whereProblem(n *yaml.Node, path, expr string, is whereIssue, pr
 // column in code points, as CEL reports them) to a YAML line and column.
 // Escapes in quoted scalars can shift it by a few columns.
 func (p *parser) exprPos(n *yaml.Node, expr string, line, col int) (int, int) {
-	off := 0
-	for i, l := range strings.Split(expr, "\n") {
-		if i == line-1 {
-			off += col
-			break
-		}
-		off += len([]rune(l)) + 1
-	}
+	off := exprOffset(expr, line, col)
 	srcLine, start := n.Line-1, n.Column-1
 	indent := -1 // strip all leading blanks (folded plain and quoted lines)
 	switch n.Style {
@@ -195,4 +260,17 @@ func (p *parser) exprPos(n *yaml.Node, expr string, line, col int) (int, int) {
 		start = -1
 	}
 	return n.Line, n.Column
+}
+
+// exprOffset is the code point offset in expr of a CEL position (1-based
+// line, 0-based column in code points).
+func exprOffset(expr string, line, col int) int {
+	off := 0
+	for i, l := range strings.Split(expr, "\n") {
+		if i == line-1 {
+			return off + col
+		}
+		off += len([]rune(l)) + 1
+	}
+	return off
 }

@@ -1,6 +1,7 @@
 // Package schema reads Twinhub's twin model: one YAML document that declares
 // the entity type, its event types and their fields, the attributes events
-// set and the aggregates they feed. Parse validates the whole document and
+// set and the aggregates they feed, and the segments, rules and webhooks
+// that act on twins. Parse validates the whole document and
 // reports every problem it finds at once, each with its YAML line and column
 // and a hint; a Schema that Parse returns is compiled and immutable, except
 // for Version, which the store sets when it saves it.
@@ -46,4 +47,27 @@
 // timestamp). Numbers compare across int and double (event.amount > 100). An
 // optional field that an event does not carry is an error to read, so the
 // where does not match; has(event.channel) tests for it.
+//
+// # Segments, rules and webhooks
+//
+//	segments:
+//	  vip: {when: twin.spend_total >= 1000.0}
+//	rules:
+//	  winback:
+//	    on: [complaint, enter:vip]   # event types, enter:SEGMENT, exit:SEGMENT
+//	    when: "'vip' in twin.segments && days_since(twin.last_seen) < 30.0"
+//	    do: [{kind: offer, name: winback_20, payload: {msg: "Hi {{ twin.name }}"}}]
+//	webhooks:
+//	  crm: {url: "https://crm.example.com/hook", kinds: [offer], secret_env: CRM_SECRET}
+//
+// Segment predicates, rule conditions and payload templates are CEL over
+// twin (attributes and aggregates by name, key, revision, segments, tags),
+// now and, in rules with on, event; docs/rules.md is the reference. They
+// compile once per kind of event they may see (twinenv.go, program.go).
+// What each one reads (deps.go) gives EventType.Segments, EventType.Rules,
+// Segment.OnEnter and OnExit, and Schema.TimedSegments, so that the engine
+// evaluates only what an event or the passing of time may change. Bool
+// expressions of common shapes also compile to Go closures (native.go) that
+// answer as CEL does at a tenth of the cost; the rest runs in CEL with a
+// pooled activation, so evaluation builds no map.
 package schema

@@ -161,7 +161,7 @@ func (t *EventType) fieldNames() []string {
 
 func (p *parser) attributes(s *Schema, top entry) {
 	for _, e := range p.mapping(top.v, top.path, nil, "a mapping of attribute names to their sources") {
-		if !p.name(e.k, e.key, e.path, "attribute") {
+		if !p.name(e.k, e.key, e.path, "attribute") || !p.twinName(e, "attribute") {
 			continue
 		}
 		a := &Attribute{Name: e.key, Index: len(s.Attributes)}
@@ -269,4 +269,15 @@ func typeArticle(t twinhub.FieldType) string {
 		return "an " + t.String()
 	}
 	return "a " + t.String()
+}
+
+// twinName reports an attribute or aggregate named like a field every twin
+// has (twin.key, twin.revision, twin.segments, twin.tags).
+func (p *parser) twinName(e entry, what string) bool {
+	if slices.Contains(twinBuiltins, e.key) {
+		p.add(e.k, e.path, "rename it, e.g. "+e.key+"_: every twin has key, revision, segments and tags",
+			"%s %q clashes with twin.%s, which every twin has", what, e.key, e.key)
+		return false
+	}
+	return true
 }

@@ -20,7 +20,7 @@ import (
 
 // Keys allowed at each level of the document, in the order the docs list them.
 var (
-	topKeys       = []string{"description", "entity", "key", "unknown_fields", "max_future", "min_time", "events", "attributes", "aggregates"}
+	topKeys       = []string{"description", "entity", "key", "unknown_fields", "max_future", "min_time", "events", "attributes", "aggregates", "segments", "rules", "webhooks"}
 	eventKeys     = []string{"description", "fields"}
 	fieldKeys     = []string{"type", "required", "min", "max", "values", "description"}
 	attributeKeys = []string{"from", "description"}
@@ -256,9 +256,8 @@ func (p *parser) strList(n *yaml.Node, path string) ([]string, []*yaml.Node, boo
 	return []string{s}, []*yaml.Node{n}, true
 }
 
-// name checks that a declared name can be used in expressions. Event type
-// and entity names are only ever strings there, so they may be reserved
-// words (an event type called return is fine).
+// name checks that a declared name can be used in expressions. Names that
+// are only ever strings there (stringNames) may be reserved words.
 func (p *parser) name(n *yaml.Node, name, path, what string) bool {
 	switch {
 	case len(name) > maxNameLen:
@@ -266,13 +265,17 @@ func (p *parser) name(n *yaml.Node, name, path, what string) bool {
 	case !identRE.MatchString(name):
 		p.add(n, path, "use letters, digits and underscores, starting with a letter or underscore, e.g. "+identHint(name),
 			"%s %q is not a valid name", what, name)
-	case slices.Contains(celReserved, name) && what != "event type" && what != "entity":
+	case slices.Contains(celReserved, name) && !slices.Contains(stringNames, what):
 		p.add(n, path, "pick another name, e.g. "+name+"_", "%s %q is a reserved word in expressions", what, name)
 	default:
 		return true
 	}
 	return false
 }
+
+// stringNames are the kinds of names that expressions only ever see as
+// strings (an event type called return is fine).
+var stringNames = []string{"event type", "entity", "tag", "action name", "webhook"}
 
 // identHint turns an invalid name into a valid one, for hints.
 func identHint(s string) string {
@@ -354,6 +357,8 @@ func (p *parser) document() *Schema {
 		events:     map[string]*EventType{},
 		attributes: map[string]*Attribute{},
 		aggregates: map[string]*Aggregate{},
+		segments:   map[string]*Segment{},
+		rules:      map[string]*Rule{},
 	}
 	top := map[string]entry{}
 	for _, e := range p.mapping(root, "", topKeys, "a mapping") {
@@ -422,6 +427,7 @@ func (p *parser) document() *Schema {
 		aggNode = e.k
 		p.aggregates(s, e, envs)
 	}
+	p.behaviour(s, root, top)
 	if len(p.problems) > 0 {
 		return nil
 	}
@@ -431,7 +437,32 @@ func (p *parser) document() *Schema {
 		return nil
 	}
 	s.Layout = layout
+	s.link()
 	return s
+}
+
+// behaviour parses what the twin model does besides keeping state:
+// segments, rules and the webhooks that receive rules' actions. Their
+// expressions read the twin, so they come after attributes and aggregates.
+func (p *parser) behaviour(s *Schema, root *yaml.Node, top map[string]entry) {
+	_, hasSegments := top["segments"]
+	_, hasRules := top["rules"]
+	var env *twinEnvs
+	if hasSegments || hasRules {
+		var err error
+		if env, err = newTwinEnvs(s); err != nil {
+			p.add(root, "", "", "cannot build the expression environment: %v", err)
+		}
+	}
+	if e, ok := top["segments"]; ok {
+		p.segments(s, e, env)
+	}
+	if e, ok := top["rules"]; ok {
+		p.rules(s, e, env)
+	}
+	if e, ok := top["webhooks"]; ok {
+		p.webhooks(s, e)
+	}
 }
 
 func (p *parser) timestamp(n *yaml.Node, path string) (time.Time, bool) {

@@ -1,7 +1,12 @@
 package schema
 
 import (
+	"fmt"
 	"time"
+
+	"cel.dev/cel-go/common/types"
+	"cel.dev/cel-go/common/types/ref"
+	"cel.dev/cel-go/common/types/traits"
 
 	"github.com/twinhub/twinhub"
 	"github.com/twinhub/twinhub/agg"
@@ -66,17 +71,15 @@ type Segment struct {
 	Expr        string
 	Index       int // position in Schema.Segments
 	// TimeDependent says time alone can change the answer: the predicate
-	// reads a windowed or time_since aggregate, or now.
+	// reads a windowed or time_since aggregate, or now (days_since does), or
+	// twin.segments while another segment is time dependent.
 	TimeDependent bool
 	// OnEnter and OnExit are the rules triggered by entering and leaving,
 	// indexes into Schema.Rules in firing order.
 	OnEnter, OnExit []int
-}
 
-// Match reports whether twin tv is in the segment at now (unix ns). An
-// evaluation error (reading an aggregate that has no value) is false.
-func (s *Segment) Match(tv TwinVars, now int64) bool {
-	panic("schema: segments are not implemented yet")
+	cond *program
+	deps deps
 }
 
 // Rule is a compiled rule: on a trigger, when its condition holds, it does
@@ -92,18 +95,92 @@ type Rule struct {
 	Priority    int           // higher fires first; ties in declaration order
 	Enabled     bool
 	Actions     []*ActionSpec
+
+	cond    *program
+	deps    deps
+	onTypes []*EventType // the event types in On
+	onEnter []*Segment   // the segments of enter: triggers
+	onExit  []*Segment   // the segments of exit: triggers
 }
 
 // Holds reports whether the rule's condition holds for twin tv at now (unix
-// ns) for cause c. An evaluation error is false.
+// ns) for cause c. An evaluation error is false, and so is a cause the
+// condition was not compiled for (an event type not in on); a rule without
+// when always holds.
 func (r *Rule) Holds(tv TwinVars, c *Cause, now int64) bool {
-	panic("schema: rules are not implemented yet")
+	if r.When == "" {
+		return true
+	}
+	return r.cond != nil && r.cond.holds(tv, c, now)
 }
 
 // Reads returns the values the condition refers to (twin.X and event.Y, by
-// those names), for an action's receipt; unset values are nil.
+// those names), for an action's receipt; unset values are nil. Values are
+// JSON-friendly: numbers, strings, bools, RFC 3339 times and []string. It
+// allocates, so the engine calls it only when a rule fires.
 func (r *Rule) Reads(tv TwinVars, c *Cause, now int64) map[string]any {
-	panic("schema: rules are not implemented yet")
+	if r.cond == nil {
+		return nil
+	}
+	out := make(map[string]any, len(r.deps.twin)+len(r.deps.event))
+	twin := &twinVal{obj: r.cond.rt.twin, tv: tv, now: now}
+	for _, name := range r.deps.twin {
+		out["twin."+name] = readField(twin.obj, twin, name)
+	}
+	if len(r.deps.event) == 0 {
+		return out
+	}
+	var (
+		obj    *celObject
+		target any
+	)
+	switch _, _, kind := r.cond.pick(c); {
+	case kind == eventChange:
+		obj, target = r.cond.rt.change, &changeVal{obj: r.cond.rt.change, c: c, now: now}
+	case kind == eventTyped && c.Type != nil && c.Type.obj != nil && c.Event != nil:
+		obj, target = c.Type.obj, &eventVal{t: c.Type, ev: c.Event}
+	}
+	for _, name := range r.deps.event {
+		var v any
+		if obj != nil {
+			v = readField(obj, target, name)
+		}
+		out["event."+name] = v
+	}
+	return out
+}
+
+// readField reads field name of target, an object of type obj, as a JSON
+// value; nil when it is not set or cannot be read.
+func readField(obj *celObject, target any, name string) any {
+	ft, ok := obj.fields[name]
+	if !ok || !ft.IsSet(target) {
+		return nil
+	}
+	v, err := ft.GetFrom(target)
+	if err != nil {
+		return nil
+	}
+	if l, ok := v.(traits.Lister); ok && ft.Type.IsExactType(types.NewListType(types.StringType)) {
+		return stringList(l)
+	}
+	j, err := jsonValue(v.(ref.Val))
+	if err != nil {
+		return nil
+	}
+	return j
+}
+
+// stringList is a CEL list of strings as a []string.
+func stringList(l traits.Lister) []string {
+	n, _ := l.Size().(types.Int)
+	out := make([]string, 0, int(n))
+	for i := types.Int(0); i < n; i++ {
+		if s, ok := l.Get(i).(types.String); ok {
+			out = append(out, string(s))
+		}
+	}
+	return out
 }
 
 // Action kinds.
@@ -117,6 +194,10 @@ const (
 	ActionWebhook = "webhook"
 )
 
+// DefaultExpires is how long a pending action waits for approval when its
+// rule does not say.
+const DefaultExpires = 72 * time.Hour
+
 // ActionSpec is one action of a rule's do list.
 type ActionSpec struct {
 	Kind string
@@ -129,24 +210,66 @@ type ActionSpec struct {
 	Tag      string // tag and untag
 	Attr     int    // set: Schema.Attributes index
 	URL      string // webhook
+
+	path    string        // where it is in the document, for errors
+	payload *tmpl         // nil when there is none
+	value   *tmpl         // set: a template, or nil for a literal
+	lit     twinhub.Value // set: the literal value
+	attr    *Attribute    // set: the attribute
+	enum    []string      // set: the values an enum attribute may take
 }
 
-// Payload evaluates the action's templated payload.
+// Payload evaluates the action's templated payload for twin tv, cause c and
+// now (unix ns): a new map the caller owns, nil when the action has none.
+// An expression that fails (one that reads an unset attribute) is an error
+// naming its place in the schema.
 func (a *ActionSpec) Payload(tv TwinVars, c *Cause, now int64) (map[string]any, error) {
-	panic("schema: actions are not implemented yet")
+	if a.payload == nil {
+		return nil, nil
+	}
+	v, err := a.payload.eval(tv, c, now)
+	if err != nil {
+		return nil, err // it names the template's place, rules.NAME.do[i].payload...
+	}
+	m, _ := v.(map[string]any)
+	return m, nil
 }
 
-// Value evaluates a set action's value, converted to the attribute's type.
+// Value evaluates a set action's value, converted to the attribute's type
+// (times as unix microseconds in Num).
 func (a *ActionSpec) Value(tv TwinVars, c *Cause, now int64) (twinhub.Value, error) {
-	panic("schema: actions are not implemented yet")
+	if a.Kind != ActionSet || a.attr == nil {
+		return twinhub.Value{}, fmt.Errorf("%s: a %s action has no value", a.path, a.Kind)
+	}
+	if a.value == nil {
+		return a.lit, nil
+	}
+	var out twinhub.Value
+	var err error
+	if a.value.kind == tmplExpr {
+		err = a.value.expr.eval(tv, c, now, func(v ref.Val) error {
+			out, err = attrValue(a.attr, a.enum, v)
+			return err
+		})
+	} else {
+		var s any
+		if s, err = a.value.eval(tv, c, now); err == nil {
+			out, err = attrValue(a.attr, a.enum, types.String(s.(string)))
+		}
+	}
+	if err != nil {
+		return twinhub.Value{}, fmt.Errorf("%s: %w", a.value.path, err)
+	}
+	return out, nil
 }
 
 // Webhook is an HTTP endpoint that receives actions: those of the listed
 // kinds and rules (empty lists match all).
 type Webhook struct {
-	Name   string
-	URL    string
-	Kinds  []string
-	Rules  []string
-	Secret string // the HMAC-SHA256 key; from secret_env when the schema names one
+	Name        string
+	Description string
+	URL         string
+	Kinds       []string
+	Rules       []string
+	Secret      string // the HMAC-SHA256 key; from secret_env when the schema names one
 }

@@ -71,6 +71,8 @@ type Schema struct {
 	events     map[string]*EventType
 	attributes map[string]*Attribute
 	aggregates map[string]*Aggregate
+	segments   map[string]*Segment
+	rules      map[string]*Rule
 }
 
 // EventType returns the event type called name.
@@ -89,6 +91,18 @@ func (s *Schema) Attribute(name string) (*Attribute, bool) {
 func (s *Schema) Aggregate(name string) (*Aggregate, bool) {
 	a, ok := s.aggregates[name]
 	return a, ok
+}
+
+// Segment returns the segment called name.
+func (s *Schema) Segment(name string) (*Segment, bool) {
+	seg, ok := s.segments[name]
+	return seg, ok
+}
+
+// Rule returns the rule called name.
+func (s *Schema) Rule(name string) (*Rule, bool) {
+	r, ok := s.rules[name]
+	return r, ok
 }
 
 // Specs returns the aggregates' specs in Layout order.

@@ -91,40 +91,52 @@ func (e *eventVal) Type() ref.Type { return e.t.obj.typ }
 func (e *eventVal) Value() any     { return e }
 
 // Get implements traits.Indexer.
-func (e *eventVal) Get(index ref.Val) ref.Val {
+func (e *eventVal) Get(index ref.Val) ref.Val { return e.t.obj.get(e, index) }
+
+// IsSet implements traits.FieldTester.
+func (e *eventVal) IsSet(field ref.Val) ref.Val { return e.t.obj.isSet(e, field) }
+
+// celObject is a CEL struct type whose fields are read through getters:
+// an event type, the twin, a segment change.
+type celObject struct {
+	typ    *types.Type
+	names  []string // field names, in the order problems list them
+	fields map[string]*types.FieldType
+}
+
+func (o *celObject) add(name string, ft *types.FieldType) {
+	o.names = append(o.names, name)
+	o.fields[name] = ft
+}
+
+// get reads field index of target, an object of type o, for dynamic access.
+func (o *celObject) get(target any, index ref.Val) ref.Val {
 	name, ok := index.(types.String)
 	if !ok {
 		return types.NewErr("no such key: %v", index)
 	}
-	ft, ok := e.t.obj.fields[string(name)]
+	ft, ok := o.fields[string(name)]
 	if !ok {
 		return types.NewErr("no such field: %s", name)
 	}
-	v, err := ft.GetFrom(e)
+	v, err := ft.GetFrom(target)
 	if err != nil {
 		return types.WrapErr(err)
 	}
 	return v.(ref.Val)
 }
 
-// IsSet implements traits.FieldTester.
-func (e *eventVal) IsSet(field ref.Val) ref.Val {
+// isSet tests field of target, an object of type o, for has().
+func (o *celObject) isSet(target any, field ref.Val) ref.Val {
 	name, ok := field.(types.String)
 	if !ok {
 		return types.NewErr("no such key: %v", field)
 	}
-	ft, ok := e.t.obj.fields[string(name)]
+	ft, ok := o.fields[string(name)]
 	if !ok {
 		return types.NewErr("no such field: %s", name)
 	}
-	return types.Bool(ft.IsSet(e))
-}
-
-// celObject is the CEL struct type of one event type.
-type celObject struct {
-	typ    *types.Type
-	names  []string // field names, common ones first
-	fields map[string]*types.FieldType
+	return types.Bool(ft.IsSet(target))
 }
 
 // celTypeName is the CEL type name of event type name; it shows in type errors.
@@ -142,10 +154,7 @@ func newCELObject(t *EventType, key string) *celObject {
 			return types.String(get(e)), nil
 		}}
 	}
-	add := func(name string, ft *types.FieldType) {
-		o.names = append(o.names, name)
-		o.fields[name] = ft
-	}
+	add := o.add
 	add(IDField, str(func(e *eventVal) string { return e.ev.ID }))
 	add(TypeField, str(func(e *eventVal) string { return e.t.Name }))
 	add(key, str(func(e *eventVal) string { return e.ev.Key }))
@@ -189,20 +198,25 @@ func declaredField(f *Field) *types.FieldType {
 		if !ok {
 			return nil, fmt.Errorf("field %s is not set", name)
 		}
-		switch typ {
-		case twinhub.TypeString, twinhub.TypeEnum:
-			return types.String(v.Str), nil
-		case twinhub.TypeInteger:
-			return types.Int(int64(v.Num)), nil
-		case twinhub.TypeBool:
-			return types.Bool(v.Num != 0), nil
-		case twinhub.TypeTime:
-			return types.Timestamp{Time: v.Time()}, nil
-		default:
-			return types.Double(v.Num), nil
-		}
+		return celValue(typ, v), nil
 	}
 	return ft
+}
+
+// celValue is v, of type typ, as the CEL value of celType(typ).
+func celValue(typ twinhub.FieldType, v twinhub.Value) ref.Val {
+	switch typ {
+	case twinhub.TypeString, twinhub.TypeEnum:
+		return types.String(v.Str)
+	case twinhub.TypeInteger:
+		return types.Int(int64(v.Num))
+	case twinhub.TypeBool:
+		return types.Bool(v.Num != 0)
+	case twinhub.TypeTime:
+		return types.Timestamp{Time: v.Time()}
+	default:
+		return types.Double(v.Num)
+	}
 }
 
 func celType(t twinhub.FieldType) *types.Type {
@@ -251,7 +265,7 @@ func (p *celProvider) FindStructFieldType(name, field string) (*types.FieldType,
 
 func (p *celProvider) NewValue(name string, fields map[string]ref.Val) ref.Val {
 	if _, ok := p.objects[name]; ok {
-		return types.NewErr("events cannot be constructed in expressions")
+		return types.NewErr("%s cannot be constructed in expressions", name)
 	}
 	return p.Registry.NewValue(name, fields)
 }
@@ -263,15 +277,28 @@ type celEnvs struct {
 	envs []*cel.Env // by event type index
 }
 
-func newCELEnvs(events []*EventType, key string) (*celEnvs, error) {
+// newCELProvider returns a provider that knows objs besides CEL's own types.
+func newCELProvider(objs ...*celObject) (*celProvider, error) {
 	reg, err := types.NewRegistry()
 	if err != nil {
 		return nil, err
 	}
 	p := &celProvider{Registry: reg, objects: map[string]*celObject{}}
-	for _, t := range events {
+	for _, o := range objs {
+		p.objects[o.typ.TypeName()] = o
+	}
+	return p, nil
+}
+
+func newCELEnvs(events []*EventType, key string) (*celEnvs, error) {
+	objs := make([]*celObject, len(events))
+	for i, t := range events {
 		t.obj = newCELObject(t, key)
-		p.objects[t.obj.typ.TypeName()] = t.obj
+		objs[i] = t.obj
+	}
+	p, err := newCELProvider(objs...)
+	if err != nil {
+		return nil, err
 	}
 	base, err := cel.NewEnv(
 		cel.CustomTypeProvider(p),

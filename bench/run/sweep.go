@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/twinhub/twinhub/bench/workload"
 	"github.com/twinhub/twinhub/engine"
 	"github.com/twinhub/twinhub/ingest"
 	"github.com/twinhub/twinhub/schema"
@@ -55,9 +56,7 @@ func (r SweepReport) String() string {
 
 // sweepSegment is time-dependent: every twin with one purchase is in it
 // for 30 days, then leaves it at the next sweep, without any event.
-const sweepSegment = `
-segments:
-  bench_recent_buyer:
+const sweepSegment = `  bench_recent_buyer:
     when: has(twin.days_since_purchase) && twin.days_since_purchase < 30.0
 `
 
@@ -80,7 +79,7 @@ func RunSweep(ctx context.Context, o SweepOptions) (rep SweepReport, err error) 
 		return rep, errors.New("no events to ingest during the sweep")
 	}
 	rep.Twins = o.Twins
-	sc, err := schema.Parse(append(schema.DefaultYAML(), sweepSegment...))
+	sc, err := schema.Parse([]byte(workload.InsertEntries(string(schema.DefaultYAML()), "segments", sweepSegment)))
 	if err != nil {
 		return rep, err
 	}

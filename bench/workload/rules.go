@@ -27,11 +27,13 @@ var segmentScale = []int{150, 2, 20, 2, 1, 3, 60, 25, 400, 1}
 
 // ruleShapes are triggers and conditions of the kinds real rule sets have:
 // on an event type with a condition over the event and the twin, and on
-// segment entries. %[1]d varies the threshold; %[2]s names a segment.
+// segment entries; selective, as rules that act on customers are (each
+// fires for well under 1% of the events that trigger it). %[1]d varies the
+// threshold; %[2]s names a segment.
 var ruleShapes = []struct{ on, when string }{
-	{"[purchase]", "event.amount >= %[1]d.0 && twin.spend_total > 500.0"},
+	{"[purchase]", "event.amount >= %[1]d.0 && twin.spend_total > 1000.0"},
 	{"[complaint]", "twin.complaints_7d >= %[1]d && has(twin.satisfaction_last)"},
-	{"[survey]", "event.score <= 2 && twin.spend_total >= %[1]d.0"},
+	{"[survey]", "event.score <= 1 && twin.spend_total >= %[1]d.0"},
 	{"[view]", "twin.events_total %% 1000 == %[1]d"},
 	{"[cart]", "has(event.amount) && event.amount > %[1]d.0"},
 	{"[enter:%[2]s]", "twin.spend_total >= %[1]d.0"},
@@ -39,27 +41,44 @@ var ruleShapes = []struct{ on, when string }{
 	{"[purchase]", "twin.purchases_90d == %[1]d"},
 }
 
-var ruleScale = []int{90, 2, 100, 7, 80, 50, 2, 5}
+var ruleScale = []int{250, 3, 1000, 7, 300, 50, 3, 10}
 
-// RulesYAML returns segments and rules sections for the default retail
-// schema, to append to it: the benchmark's load of rules. Segments are
-// numbered seg_1..seg_N, rules rule_1..rule_M; half the rules are edge
-// rules, a third have a cooldown, and every rule does an offer, an alert or
-// a tag.
-func RulesYAML(rules, segments int) string {
-	var b strings.Builder
-	if segments > 0 {
-		b.WriteString("\nsegments:\n")
+// AddRules adds generated segments and rules to schema src (the default
+// retail schema or one like it), into its segments and rules sections or
+// as new ones: the benchmark's load of rules. Segments are numbered
+// seg_1..seg_N, rules rule_1..rule_M; half the rules are edge rules, a
+// third have a cooldown, and every rule does an offer, an alert or a tag.
+func AddRules(src []byte, rules, segments int) []byte {
+	segs, rs := ruleEntries(rules, segments)
+	out := InsertEntries(string(src), "segments", segs)
+	return []byte(InsertEntries(out, "rules", rs))
+}
+
+// InsertEntries inserts entries (indented YAML mapping entries) at the top
+// of the top-level section of src, adding the section when src has none.
+func InsertEntries(src, section, entries string) string {
+	if entries == "" {
+		return src
 	}
+	header := "\n" + section + ":\n"
+	if i := strings.Index(src, header); i >= 0 {
+		at := i + len(header)
+		return src[:at] + entries + src[at:]
+	}
+	return strings.TrimRight(src, "\n") + "\n" + header + entries
+}
+
+// ruleEntries generates the entries of the segments and rules sections.
+func ruleEntries(rules, segments int) (string, string) {
+	var b strings.Builder
 	for i := range segments {
 		shape := segmentShapes[i%len(segmentShapes)]
 		scale := segmentScale[i%len(segmentScale)]
 		threshold := scale * (1 + i/len(segmentShapes))
 		fmt.Fprintf(&b, "  seg_%d:\n    when: %q\n", i+1, fmt.Sprintf(shape, threshold))
 	}
-	if rules > 0 {
-		b.WriteString("\nrules:\n")
-	}
+	segs := b.String()
+	b.Reset()
 	kinds := []string{"offer", "alert", "tag"}
 	for i := range rules {
 		shape := ruleShapes[i%len(ruleShapes)]
@@ -70,7 +89,7 @@ func RulesYAML(rules, segments int) string {
 		} else if strings.Contains(shape.on, "enter:") {
 			shape = ruleShapes[0]
 		}
-		fmt.Fprintf(&b, "  rule_%d:\n    on: %s\n    when: %q\n", i+1, fmt.Sprintf(shape.on, threshold, seg), fmt.Sprintf(shape.when, threshold, seg))
+		fmt.Fprintf(&b, "  rule_%d:\n    on: %s\n    when: %q\n", i+1, strings.ReplaceAll(shape.on, "%[2]s", seg), fmt.Sprintf(shape.when, threshold, seg))
 		if i%2 == 0 {
 			b.WriteString("    mode: edge\n")
 		}
@@ -84,5 +103,5 @@ func RulesYAML(rules, segments int) string {
 			fmt.Fprintf(&b, "    do:\n      - {kind: %s, name: %s_%d, payload: {spend: \"{{ twin.spend_total }}\"}}\n", kind, kind, i+1)
 		}
 	}
-	return b.String()
+	return segs, b.String()
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/json"
+	"github.com/twinhub/twinhub/schema"
 	"io"
 	"math"
 	"slices"
@@ -325,4 +326,22 @@ func BenchmarkNext(b *testing.B) {
 		bytes += len(buf)
 	}
 	b.SetBytes(int64(bytes / max(b.N, 1)))
+}
+
+// TestAddRules checks that the benchmark's generated rules and segments
+// compile against the default schema, for the sizes the issue names.
+func TestAddRules(t *testing.T) {
+	for _, n := range [][2]int{{50, 20}, {0, 20}, {50, 0}, {5, 3}} {
+		sc, err := schema.Parse(AddRules(schema.DefaultYAML(), n[0], n[1]))
+		if err != nil {
+			t.Fatalf("AddRules(%d rules, %d segments): %v", n[0], n[1], err)
+		}
+		def := schema.Default()
+		if got, want := len(sc.Rules)-len(def.Rules), n[0]; got != want {
+			t.Errorf("AddRules added %d rules, want %d", got, want)
+		}
+		if got, want := len(sc.Segments)-len(def.Segments), n[1]; got != want {
+			t.Errorf("AddRules added %d segments, want %d", got, want)
+		}
+	}
 }

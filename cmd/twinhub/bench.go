@@ -231,7 +231,7 @@ func benchSchema(file string, rules, segments int) (*schema.Schema, error) {
 			return nil, err
 		}
 	}
-	src = append(src, workload.RulesYAML(rules, segments)...)
+	src = workload.AddRules(src, rules, segments)
 	sc, err := schema.Parse(src)
 	if err != nil {
 		return nil, fmt.Errorf("bench schema: %w", err)

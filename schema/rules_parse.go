@@ -1,0 +1,527 @@
+package schema
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+
+	"cel.dev/cel-go/common/types"
+	"cel.dev/cel-go/common/types/ref"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/twinhub/twinhub"
+)
+
+var (
+	ruleKeys    = []string{"description", "on", "when", "mode", "cooldown", "priority", "enabled", "do"}
+	actionKeys  = []string{"kind", "name", "approval", "expires", "payload", "tag", "attribute", "value", "url"}
+	actionKinds = []string{ActionOffer, ActionAlert, ActionTask, ActionTag, ActionUntag, ActionSet, ActionWebhook}
+	ruleModes   = []string{"every", "edge"}
+)
+
+// actionSettings lists the kinds each action setting applies to.
+var actionSettings = map[string][]string{
+	"name":      {ActionOffer, ActionAlert, ActionTask},
+	"approval":  {ActionOffer, ActionAlert, ActionTask, ActionWebhook},
+	"payload":   {ActionOffer, ActionAlert, ActionTask, ActionWebhook},
+	"tag":       {ActionTag, ActionUntag},
+	"attribute": {ActionSet},
+	"value":     {ActionSet},
+	"url":       {ActionWebhook},
+}
+
+// Prefixes of segment triggers in a rule's on.
+const (
+	enterPrefix = "enter:"
+	exitPrefix  = "exit:"
+)
+
+func (p *parser) rules(s *Schema, top entry, env *twinEnvs) {
+	for _, e := range p.mapping(top.v, top.path, nil, "a mapping of rule names to their declarations") {
+		if !p.name(e.k, e.key, e.path, "rule") {
+			continue
+		}
+		r := &Rule{Name: e.key, Index: len(s.Rules), Enabled: true}
+		s.Rules = append(s.Rules, r)
+		s.rules[r.Name] = r
+		p.rule(s, r, e, env)
+	}
+}
+
+func (p *parser) rule(s *Schema, r *Rule, e entry, env *twinEnvs) {
+	if e.v == nil || e.v.Kind != yaml.MappingNode {
+		if isNull(e.v) {
+			p.add(e.k, e.path, "add e.g. do: [{kind: tag, tag: vip}]", "rule %q does nothing: it has no do", r.Name)
+		} else {
+			p.add(e.v, e.path, "write e.g. {on: [purchase], do: [{kind: tag, tag: buyer}]}", "expected a mapping with do:, found %s", describe(e.v))
+		}
+		return
+	}
+	var on, when, do *yaml.Node
+	for _, re := range p.mapping(e.v, e.path, ruleKeys, "a mapping with do:") {
+		switch re.key {
+		case "description":
+			r.Description, _ = p.str(re.v, re.path)
+		case "on":
+			on = re.v
+		case "when":
+			when = re.v
+		case "do":
+			do = re.v
+		case "mode":
+			if v, ok := p.str(re.v, re.path); ok {
+				switch v {
+				case "every":
+					r.Mode = ModeEvery
+				case "edge":
+					r.Mode = ModeEdge
+				default:
+					p.add(re.v, re.path, suggestOr(v, ruleModes), "unknown mode %q", v)
+				}
+			}
+		case "cooldown":
+			if d, ok := p.duration(re.v, re.path); ok {
+				if d <= 0 {
+					p.add(re.v, re.path, "use e.g. cooldown: 7d, or remove it", "cooldown must be positive")
+				} else {
+					r.Cooldown = d
+				}
+			}
+		case "priority":
+			r.Priority, _ = p.integer(re.v, re.path)
+		case "enabled":
+			if b, ok := p.boolean(re.v, re.path); ok {
+				r.Enabled = b
+			}
+		}
+	}
+	path := func(key string) string { return e.path + "." + key }
+
+	v := variants{owner: "rule"}
+	onOK := true
+	if on != nil {
+		v, onOK = p.triggers(s, r, on, path("on"))
+	}
+	if when != nil {
+		if expr, ok := p.str(when, path("when")); ok {
+			r.When = expr
+			if onOK && env != nil {
+				r.cond = p.whenProgram(env, when, path("when"), expr, v)
+			}
+		}
+	}
+	if r.cond != nil {
+		r.deps = analyze(s, r.cond.ast.NativeRep())
+		p.segmentNames(s, r.cond, p.scalarLoc(when, r.When), path("when"), "when")
+	}
+	switch {
+	case on == nil && when == nil:
+		p.add(e.k, e.path, "add on: [EVENT_TYPE] to run it on those events, or when: to run it whenever what the condition reads changes",
+			"rule %q has neither on nor when", r.Name)
+	case on == nil && r.cond != nil && !slices.ContainsFunc(s.Events, r.deps.changedBy):
+		p.add(when, path("when"), "add on: [...] to say which events run it",
+			"no event changes what this when reads, so a rule without on would never run")
+	}
+
+	if do == nil || isNull(do) {
+		p.add(e.k, e.path, "add e.g. do: [{kind: tag, tag: vip}]", "rule %q does nothing: it has no do", r.Name)
+		return
+	}
+	items := []*yaml.Node{do} // one action may be written without the list
+	if do.Kind == yaml.SequenceNode {
+		items = do.Content
+		if len(items) == 0 {
+			p.add(do, path("do"), "list at least one action, e.g. [{kind: tag, tag: vip}]", "do is empty")
+		}
+	}
+	for i, n := range items {
+		ap := fmt.Sprintf("%s[%d]", path("do"), i)
+		if do.Kind != yaml.SequenceNode {
+			ap = path("do")
+		}
+		if a := p.action(s, r, resolve(n), ap, env, v, onOK); a != nil {
+			r.Actions = append(r.Actions, a)
+		}
+	}
+}
+
+// triggers parses a rule's on: event types, enter:SEGMENT and exit:SEGMENT.
+func (p *parser) triggers(s *Schema, r *Rule, on *yaml.Node, path string) (variants, bool) {
+	v := variants{owner: "rule"}
+	names, nodes, ok := p.strList(on, path)
+	if on.Kind == yaml.SequenceNode && len(on.Content) == 0 {
+		p.add(on, path, "list event types or enter:/exit: segments, or omit on to run the rule when what its when reads changes", "on is empty")
+		ok = false
+	}
+	seen := map[string]bool{}
+	for i, name := range names {
+		n := nodes[i]
+		if seen[name] {
+			p.add(n, path, "remove the duplicate", "trigger %q is listed twice", name)
+			continue
+		}
+		seen[name] = true
+		segName, enter, isSegment := cutTrigger(name)
+		if !isSegment {
+			t, found := s.events[name]
+			if !found {
+				p.add(n, path, suggestOr(name, s.triggerNames()), "unknown event type %q", name)
+				ok = false
+				continue
+			}
+			r.onTypes = append(r.onTypes, t)
+			v.types = append(v.types, t)
+			r.On = append(r.On, name)
+			continue
+		}
+		seg, found := s.segments[segName]
+		if !found {
+			hint := suggestOr(segName, s.segmentNames())
+			if len(s.Segments) == 0 {
+				hint = "declare it under segments"
+			}
+			p.add(n, path, hint, "unknown segment %q", segName)
+			ok = false
+			continue
+		}
+		if enter {
+			r.onEnter = append(r.onEnter, seg)
+		} else {
+			r.onExit = append(r.onExit, seg)
+		}
+		v.change = true
+		r.On = append(r.On, name)
+	}
+	return v, ok
+}
+
+// cutTrigger splits enter:SEGMENT and exit:SEGMENT; isSegment is false for
+// an event type.
+func cutTrigger(name string) (segment string, enter, isSegment bool) {
+	if seg, ok := strings.CutPrefix(name, enterPrefix); ok {
+		return seg, true, true
+	}
+	if seg, ok := strings.CutPrefix(name, exitPrefix); ok {
+		return seg, false, true
+	}
+	return "", false, false
+}
+
+// triggerNames lists what a rule's on may name, for suggestions.
+func (s *Schema) triggerNames() []string {
+	names := s.eventNames()
+	for _, seg := range s.Segments {
+		names = append(names, enterPrefix+seg.Name, exitPrefix+seg.Name)
+	}
+	return names
+}
+
+// actionNodes are an action's settings.
+type actionNodes struct {
+	kind, approval, expires, payload, value, attribute *yaml.Node
+	set                                                map[string]*yaml.Node // every setting given, by key
+}
+
+func (p *parser) action(s *Schema, r *Rule, n *yaml.Node, path string, env *twinEnvs, v variants, onOK bool) *ActionSpec {
+	if n == nil || n.Kind != yaml.MappingNode {
+		p.add(n, path, "write e.g. {kind: tag, tag: vip}", "expected an action, a mapping with kind:, found %s", describe(n))
+		return nil
+	}
+	a := &ActionSpec{path: path}
+	nodes := actionNodes{set: map[string]*yaml.Node{}}
+	for _, ae := range p.mapping(n, path, actionKeys, "a mapping with kind:") {
+		nodes.set[ae.key] = ae.v
+		switch ae.key {
+		case "kind":
+			nodes.kind = ae.v
+		case "approval":
+			nodes.approval = ae.v
+		case "expires":
+			nodes.expires = ae.v
+		case "payload":
+			nodes.payload = ae.v
+		case "value":
+			nodes.value = ae.v
+		case "name", "tag", "url", "attribute":
+			str, ok := p.str(ae.v, ae.path)
+			if !ok {
+				continue
+			}
+			switch ae.key {
+			case "name":
+				if p.name(ae.v, str, ae.path, "action name") {
+					a.Name = str
+				}
+			case "tag":
+				if p.name(ae.v, str, ae.path, "tag") {
+					a.Tag = str
+				}
+			case "url":
+				if p.url(ae.v, ae.path, str) {
+					a.URL = str
+				}
+			case "attribute":
+				nodes.attribute = ae.v
+			}
+		}
+	}
+	sub := func(key string) string { return path + "." + key }
+	if nodes.kind == nil {
+		p.add(n, path, "add kind: one of "+strings.Join(actionKinds, ", "), "action has no kind")
+		return nil
+	}
+	kind, ok := p.str(nodes.kind, sub("kind"))
+	if !ok {
+		return nil
+	}
+	if !slices.Contains(actionKinds, kind) {
+		p.add(nodes.kind, sub("kind"), suggestOr(kind, actionKinds), "unknown action kind %q", kind)
+		return nil
+	}
+	a.Kind = kind
+
+	// Settings of other kinds, in the order actionKeys lists them.
+	for _, key := range actionKeys {
+		kinds, limited := actionSettings[key]
+		if sn := nodes.set[key]; sn != nil && limited && !slices.Contains(kinds, kind) {
+			p.add(sn, sub(key), "remove it", "%s applies only to %s actions, not %s", key, listAnd(kinds), kind)
+			delete(nodes.set, key)
+		}
+	}
+	required := map[string]string{
+		"name": "add e.g. name: winback_20", "tag": "add e.g. tag: " + r.Name, "attribute": "add e.g. attribute: tier",
+		"value": "add e.g. value: gold", "url": "add e.g. url: https://example.com/hook",
+	}
+	for _, key := range actionKeys {
+		if hint, ok := required[key]; ok && slices.Contains(actionSettings[key], kind) {
+			if _, given := nodes.set[key]; !given {
+				p.add(n, path, hint, "%s action has no %s", kind, key)
+			}
+		}
+	}
+
+	if nodes.approval != nil && nodes.set["approval"] != nil {
+		a.Approval, _ = p.boolean(nodes.approval, sub("approval"))
+	}
+	if nodes.expires != nil {
+		switch d, ok := p.duration(nodes.expires, sub("expires")); {
+		case !ok:
+		case !a.Approval:
+			p.add(nodes.expires, sub("expires"), "add approval: true, or remove expires", "expires applies only to actions with approval: true")
+		case d <= 0:
+			p.add(nodes.expires, sub("expires"), "use e.g. expires: 48h", "expires must be positive")
+		default:
+			a.Expires = d
+		}
+	}
+	if a.Approval && a.Expires == 0 {
+		a.Expires = DefaultExpires
+	}
+	if nodes.payload != nil && nodes.set["payload"] != nil && onOK {
+		a.payload = p.payload(env, resolve(nodes.payload), sub("payload"), v)
+	}
+	if kind == ActionSet {
+		p.setAction(s, a, nodes, sub, env, v, onOK)
+	}
+	return a
+}
+
+// setAction resolves a set action's attribute and compiles its value.
+func (p *parser) setAction(s *Schema, a *ActionSpec, nodes actionNodes, sub func(string) string, env *twinEnvs, v variants, onOK bool) {
+	an := nodes.attribute
+	if an == nil {
+		return
+	}
+	name := an.Value
+	attr, ok := s.attributes[name]
+	if !ok {
+		hint := Suggest(name, s.attributeNames())
+		switch {
+		case s.aggregates[name] != nil:
+			hint = "set changes attributes; " + name + " is an aggregate, which only events change"
+		case hint == "" && len(s.Attributes) == 0:
+			hint = "declare it under attributes"
+		case hint == "":
+			hint = oneOf(s.attributeNames())
+		}
+		p.add(an, sub("attribute"), hint, "unknown attribute %q", name)
+		return
+	}
+	a.Attr, a.attr, a.enum = attr.Index, attr, s.attrEnum(attr)
+	vn := resolve(nodes.value)
+	if vn == nil || attr.Type == 0 {
+		return
+	}
+	vp := sub("value")
+	if vn.Kind == yaml.ScalarNode && vn.ShortTag() == "!!str" && strings.Contains(vn.Value, tmplOpen) {
+		if !onOK {
+			return
+		}
+		check := exprCheck{label: "template", result: setResult(attr)}
+		t := p.textTemplate(env, vn, vp, v, check)
+		if t == nil {
+			return
+		}
+		if t.kind == tmplText && attr.Type != twinhub.TypeString && attr.Type != twinhub.TypeEnum {
+			p.add(vn, vp, "use a single {{ expression }} as the value", "text is not %s, the type of attribute %s", typeArticle(attr.Type), attr.Name)
+			return
+		}
+		a.value = t
+		return
+	}
+	a.lit, _ = p.attrLiteral(attr, a.enum, vn, vp)
+}
+
+// attrLiteral reads a literal value for attribute attr.
+func (p *parser) attrLiteral(attr *Attribute, enum []string, n *yaml.Node, path string) (twinhub.Value, bool) {
+	val := twinhub.Value{Type: attr.Type, Set: true}
+	if isNull(n) || n.Kind != yaml.ScalarNode {
+		p.add(n, path, "write a value, or a {{ expression }}", "expected %s for attribute %s, found %s", typeArticle(attr.Type), attr.Name, describe(n))
+		return twinhub.Value{}, false
+	}
+	var ok bool
+	switch attr.Type {
+	case twinhub.TypeString, twinhub.TypeEnum:
+		if val.Str, ok = p.str(n, path); ok && len(enum) > 0 && !slices.Contains(enum, val.Str) {
+			p.add(n, path, suggestOr(val.Str, enum), "%q is not a value of attribute %s", val.Str, attr.Name)
+			ok = false
+		}
+	case twinhub.TypeNumber:
+		val.Num, ok = p.number(n, path)
+	case twinhub.TypeInteger:
+		var i int
+		i, ok = p.integer(n, path)
+		val.Num = float64(i)
+	case twinhub.TypeBool:
+		var b bool
+		if b, ok = p.boolean(n, path); b {
+			val.Num = 1
+		}
+	case twinhub.TypeTime:
+		t, good := p.timestamp(n, path)
+		val.Num, ok = float64(t.UnixMicro()), good
+	}
+	return val, ok
+}
+
+// setResult accepts a set value expression of the attribute's type; an int
+// for a number attribute; and dyn, checked when it runs.
+func setResult(attr *Attribute) func(*types.Type) (string, string) {
+	want := attrCELType(attr.Type)
+	return func(out *types.Type) (string, string) {
+		switch {
+		case out.Kind() == types.DynKind, out.IsExactType(want):
+			return "", ""
+		case attr.Type == twinhub.TypeNumber && out.IsExactType(types.IntType):
+			return "", ""
+		}
+		hint := ""
+		switch {
+		case attr.Type == twinhub.TypeInteger && out.IsExactType(types.DoubleType):
+			hint = "convert with int(), e.g. {{ int(twin.spend_total) }}"
+		case want.IsExactType(types.StringType):
+			hint = "convert with string()"
+		}
+		return fmt.Sprintf("value must be %s for attribute %s, not %s", typeArticle(attr.Type), attr.Name, out), hint
+	}
+}
+
+// attrValue converts the result of a set value expression to attribute
+// attr's type.
+func attrValue(attr *Attribute, enum []string, v ref.Val) (twinhub.Value, error) {
+	out := twinhub.Value{Type: attr.Type, Set: true}
+	bad := func() (twinhub.Value, error) {
+		return twinhub.Value{}, fmt.Errorf("attribute %s is %s; the value is %s", attr.Name, typeArticle(attr.Type), v.Type().TypeName())
+	}
+	switch attr.Type {
+	case twinhub.TypeString, twinhub.TypeEnum:
+		s, ok := v.(types.String)
+		if !ok {
+			return bad()
+		}
+		if len(enum) > 0 && !slices.Contains(enum, string(s)) {
+			return twinhub.Value{}, fmt.Errorf("%q is not a value of attribute %s (%s)", string(s), attr.Name, strings.Join(enum, ", "))
+		}
+		out.Str = string(s)
+	case twinhub.TypeNumber:
+		switch n := v.(type) {
+		case types.Double:
+			if math.IsNaN(float64(n)) || math.IsInf(float64(n), 0) {
+				return twinhub.Value{}, fmt.Errorf("%v is not a finite number", float64(n))
+			}
+			out.Num = float64(n)
+		case types.Int:
+			out.Num = float64(n)
+		default:
+			return bad()
+		}
+	case twinhub.TypeInteger:
+		switch n := v.(type) {
+		case types.Int:
+			out.Num = float64(n)
+		case types.Double:
+			if float64(n) != math.Trunc(float64(n)) || math.IsInf(float64(n), 0) {
+				return twinhub.Value{}, fmt.Errorf("%v is not a whole number", float64(n))
+			}
+			out.Num = float64(n)
+		default:
+			return bad()
+		}
+	case twinhub.TypeBool:
+		b, ok := v.(types.Bool)
+		if !ok {
+			return bad()
+		}
+		if b {
+			out.Num = 1
+		}
+	case twinhub.TypeTime:
+		t, ok := v.(types.Timestamp)
+		if !ok {
+			return bad()
+		}
+		out.Num = float64(t.Time.UnixMicro())
+	default:
+		return bad()
+	}
+	return out, nil
+}
+
+// attrEnum returns the values an enum attribute may take: those of its
+// source fields.
+func (s *Schema) attrEnum(a *Attribute) []string {
+	if a.Type != twinhub.TypeEnum {
+		return nil
+	}
+	var values []string
+	for _, src := range a.From {
+		evName, fname, _ := strings.Cut(src, ".")
+		if t, ok := s.events[evName]; ok {
+			if f, ok := t.Field(fname); ok {
+				for _, v := range f.Enum {
+					if !slices.Contains(values, v) {
+						values = append(values, v)
+					}
+				}
+			}
+		}
+	}
+	return values
+}
+
+func (s *Schema) attributeNames() []string {
+	names := make([]string, len(s.Attributes))
+	for i, a := range s.Attributes {
+		names[i] = a.Name
+	}
+	return names
+}
+
+// listAnd joins names as "a, b and c".
+func listAnd(names []string) string {
+	if len(names) < 2 {
+		return strings.Join(names, "")
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
+}
