@@ -245,7 +245,7 @@ func (s *Server) handleDecideAction(approve bool) func(nethttp.ResponseWriter, *
 			return twinhub.Errorf(twinhub.EINVALID, `body: %v; send {"by": "who decides", "note": "why"}`, err)
 		}
 		if strings.TrimSpace(d.By) == "" {
-			return twinhub.FieldErrorf("by", "is required: name who approves or rejects the action")
+			return twinhub.FieldErrorf("by", `missing: say who approves or rejects the action, e.g. {"by": "alice"}`)
 		}
 		a, err := s.e.DecideAction(id, approve, twinhub.Decision{By: d.By, Note: d.Note})
 		if err != nil {

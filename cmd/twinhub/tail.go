@@ -242,6 +242,8 @@ func formatOutput(o *domain.Output) string {
 		fmt.Fprintf(&b, "  rule %s: %s", a.Rule, a.Kind)
 		if a.Name != "" {
 			fmt.Fprintf(&b, " %s", a.Name)
+		} else if tag, ok := a.Payload["tag"].(string); ok { // tag, untag
+			fmt.Fprintf(&b, " %s", tag)
 		}
 		fmt.Fprintf(&b, " [%s]", a.Status)
 		if d := a.Decision; d != nil {
