@@ -237,4 +237,3 @@ func (r *rulesScript) outputs(t *testing.T) string {
 	}
 	return b.String()
 }
-

@@ -140,11 +140,12 @@ type crashServer struct {
 	log  *bytes.Buffer
 }
 
-func startCrashServer(t *testing.T, dir string, round int) *crashServer {
+func startCrashServer(t *testing.T, dir string, round int, extra ...string) *crashServer {
 	t.Helper()
 	addrFile := filepath.Join(t.TempDir(), "addr")
-	cmd := exec.Command(os.Args[0], "serve", "--data", filepath.Join(dir, "data"), "--listen", "127.0.0.1:0",
-		"--addr-file", addrFile, "--memory", "256KiB", "--replay-lag", "300")
+	args := append([]string{"serve", "--data", filepath.Join(dir, "data"), "--listen", "127.0.0.1:0",
+		"--addr-file", addrFile, "--memory", "256KiB", "--replay-lag", "300"}, extra...)
+	cmd := exec.Command(os.Args[0], args...)
 	cmd.Env = append(os.Environ(), "TWINHUB_TEST_SERVE=1")
 	var log bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &log, &log
