@@ -759,6 +759,10 @@ func (p *parser) events(e kv, env *celEnv) {
 		return
 	}
 	for i, c := range n.Content {
+		if isNull(resolveNode(c)) {
+			p.add(c, fmt.Sprintf("%s[%d]", e.path, i), "e.g. - {type: purchase, key: customer_id, fields: {amount: amount}}", "empty events entry")
+			continue
+		}
 		if en := p.entry(i, resolveNode(c), fmt.Sprintf("%s[%d]", e.path, i), env); en != nil {
 			p.m.entries = append(p.m.entries, en)
 		}
