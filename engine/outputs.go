@@ -9,11 +9,11 @@ import (
 )
 
 // OutputWrite is one atomic write to the output log: logged outputs with
-// their ids, action states, segment membership changes, and per twin the
-// highest revision whose outputs are now logged.
+// their ids (an output that carries an action also writes the action's
+// current state), segment membership changes, and per twin the highest
+// revision whose outputs are now logged.
 type OutputWrite struct {
 	Outputs []twinhub.Output
-	Actions []twinhub.Action // new or changed; pending ones are indexed for expiry
 	Members []Membership
 	Revs    []TwinRev
 	Next    uint64 // the next output id to hand out
@@ -116,7 +116,6 @@ func (e *Engine) writeOutputs(w *OutputWrite) error {
 		}
 		id++
 	}
-	// Actions handed with new outputs are the same values, by pointer.
 	w.Next = id
 	if err := e.store.WriteOutputs(w); err != nil {
 		return err

@@ -94,9 +94,8 @@ func active(sc *schema.Schema) bool { return len(sc.Segments) > 0 || len(sc.Rule
 
 // twinVars presents a twin to expressions (schema.TwinVars).
 type twinVars struct {
-	t  *twin
-	l  *agg.Layout
-	sc *schema.Schema
+	t *twin
+	l *agg.Layout
 }
 
 func (v *twinVars) Key() string      { return v.t.key }
@@ -140,7 +139,7 @@ type segChange struct {
 // the next event or sweep, so rules cannot loop. It returns whether
 // anything about the twin changed. The caller holds s.mu.
 func (s *shard) react(rc *reaction, t *twin, et *schema.EventType, ev *twinhub.Event, segs []int, now int64) bool {
-	*(&s.vars) = twinVars{t: t, l: rc.sc.Layout, sc: rc.sc}
+	s.vars = twinVars{t: t, l: rc.sc.Layout}
 	s.mutated = false
 	var rules []int
 	if et != nil {

@@ -72,19 +72,7 @@ func (s *Server) handleSegmentHistory(w nethttp.ResponseWriter, r *nethttp.Reque
 	if _, err := s.segment(name); err != nil {
 		return err
 	}
-	q := r.URL.Query()
-	from, err := timeParam(q.Get("from"), "from", minTime)
-	if err != nil {
-		return err
-	}
-	to, err := timeParam(q.Get("to"), "to", maxTime)
-	if err != nil {
-		return err
-	}
-	if !from.Before(to) {
-		return errInvalidParam("to", "%s is not after from %s", to.Format(time.RFC3339Nano), from.Format(time.RFC3339Nano))
-	}
-	limit, err := limitParam(q.Get("limit"))
+	from, to, limit, err := rangeParams(r.URL.Query())
 	if err != nil {
 		return err
 	}

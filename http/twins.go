@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"math"
 	nethttp "net/http"
+	"net/url"
 	"strconv"
 	"time"
 )
@@ -70,19 +71,7 @@ type timelinePage struct {
 // when more than limit share one.
 func (s *Server) handleTimeline(w nethttp.ResponseWriter, r *nethttp.Request) error {
 	key := r.PathValue("key")
-	q := r.URL.Query()
-	from, err := timeParam(q.Get("from"), "from", minTime)
-	if err != nil {
-		return err
-	}
-	to, err := timeParam(q.Get("to"), "to", maxTime)
-	if err != nil {
-		return err
-	}
-	if !from.Before(to) {
-		return errInvalidParam("to", "%s is not after from %s", to.Format(time.RFC3339Nano), from.Format(time.RFC3339Nano))
-	}
-	limit, err := limitParam(q.Get("limit"))
+	from, to, limit, err := rangeParams(r.URL.Query())
 	if err != nil {
 		return err
 	}
@@ -162,6 +151,22 @@ func (s *Server) handleListTwins(w nethttp.ResponseWriter, r *nethttp.Request) e
 }
 
 // timeParam parses an RFC 3339 query parameter; empty means def.
+// rangeParams reads from, to (from < to; by default all time) and limit.
+func rangeParams(q url.Values) (from, to time.Time, limit int, err error) {
+	if from, err = timeParam(q.Get("from"), "from", minTime); err != nil {
+		return
+	}
+	if to, err = timeParam(q.Get("to"), "to", maxTime); err != nil {
+		return
+	}
+	if !from.Before(to) {
+		err = errInvalidParam("to", "%s is not after from %s", to.Format(time.RFC3339Nano), from.Format(time.RFC3339Nano))
+		return
+	}
+	limit, err = limitParam(q.Get("limit"))
+	return
+}
+
 func timeParam(v, name string, def time.Time) (time.Time, error) {
 	if v == "" {
 		return def, nil
