@@ -207,7 +207,9 @@ func (s *shard) reactPass(rc *reaction, t *twin, et *schema.EventType, ev *twinh
 			trig = append(trig, trigger{rule: ri, cause: schema.Cause{Type: et, Event: ev, Segment: seg, Enter: ch.in}})
 		}
 	}
-	slices.SortStableFunc(trig, func(a, b trigger) int { return rc.rank[a.rule] - rc.rank[b.rule] })
+	if len(trig) > 1 { // most events trigger one rule or none: no sort, no closure
+		slices.SortStableFunc(trig, func(a, b trigger) int { return rc.rank[a.rule] - rc.rank[b.rule] })
+	}
 	for i := range trig {
 		k = s.fire(rc, t, &trig[i], now, emit, k)
 	}
