@@ -37,11 +37,13 @@ func runInProcess(ctx context.Context, o Options, batches []batch) (rep Report, 
 	}()
 
 	base := heapInUse()
+	out0 := e.LastOutputID()
 	rep, err = drive(ctx, o, batches, inProcess{e}, nil)
 	if err != nil {
 		return rep, err
 	}
 	rep.Twins = e.Stats().Twins
+	rep.Outputs = int64(e.LastOutputID() - out0)
 	if heap := heapInUse(); rep.Twins > 0 && heap > base {
 		rep.HeapPerTwin = float64(heap-base) / float64(rep.Twins)
 	}

@@ -31,6 +31,9 @@ func (r Report) String() string {
 		fmt.Fprintf(&b, "; stream %s outputs, after ack p50 %s p99 %s p99.9 %s", group(int64(r.StreamOutputs)),
 			formatDuration(r.StreamP50, 2), formatDuration(r.StreamP99, 2), formatDuration(r.StreamP999, 2))
 	}
+	if r.Outputs > 0 {
+		fmt.Fprintf(&b, "; outputs %s", group(r.Outputs))
+	}
 	if r.Twins > 0 {
 		fmt.Fprintf(&b, "; heap/twin %s B (%s twins)", group(int64(math.Round(r.HeapPerTwin))), group(r.Twins))
 	}

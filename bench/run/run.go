@@ -108,6 +108,9 @@ type Report struct {
 	// what was in use before the engine opened, divided by Twins.
 	HeapPerTwin float64
 	Twins       int64 // twins the engine holds; in process only
+	// Outputs is how many outputs (segment changes and actions) the engine
+	// logged during the load; in process only.
+	Outputs int64
 }
 
 // batch is one unit of ingestion, prepared before the clock starts.

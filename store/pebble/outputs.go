@@ -13,8 +13,8 @@ import (
 )
 
 // The output log, the action log and segment memberships (see the key
-// layout in pebble.go). Outputs and actions are JSON: they are written once
-// per decision, not per event, and read by people and clients as JSON.
+// layout in pebble.go). Outputs and actions are in a compact binary encoding
+// (outcodec.go): rules may log one for many of the events ingested.
 
 const metaOutputsNext = "outputs-next"
 
@@ -39,31 +39,35 @@ func historyKey(segment string, t time.Time) []byte {
 func (s *DB) WriteOutputs(w *engine.OutputWrite) error {
 	b := s.db.NewBatch()
 	defer b.Close()
-	for i := range w.Outputs {
-		o := &w.Outputs[i]
-		v, err := json.Marshal(o)
-		if err != nil {
-			return fmt.Errorf("encode output %d: %w", o.ID, err)
+	var enc []byte // the batch copies what it is given: one buffer serves every value
+	if len(w.Outputs) > 0 {
+		var err error
+		if enc, err = appendOutputBlock(enc, w.Outputs); err != nil {
+			return fmt.Errorf("encode outputs: %w", err)
 		}
-		if err := b.Set(outputKey(o.ID), v, nil); err != nil {
+		if err := b.Set(outputKey(w.Outputs[0].ID), enc, nil); err != nil {
 			return err
 		}
-		if a := o.Action; a != nil {
-			av, err := json.Marshal(a)
-			if err != nil {
-				return fmt.Errorf("encode action %d: %w", a.ID, err)
-			}
-			if err := b.Set(actionKey(a.ID), av, nil); err != nil {
-				return err
-			}
-			if a.Status == twinhub.ActionPending {
-				err = b.Set(pendingKey(a.ID), nil, nil)
-			} else {
-				err = b.Delete(pendingKey(a.ID), nil)
-			}
-			if err != nil {
-				return err
-			}
+	}
+	for i := range w.Outputs {
+		a := w.Outputs[i].Action
+		if a == nil {
+			continue
+		}
+		var err error
+		if enc, err = appendAction(append(enc[:0], codecBinary), a); err != nil {
+			return fmt.Errorf("encode action %d: %w", a.ID, err)
+		}
+		if err := b.Set(actionKey(a.ID), enc, nil); err != nil {
+			return err
+		}
+		if a.Status == twinhub.ActionPending {
+			err = b.Set(pendingKey(a.ID), nil, nil)
+		} else {
+			err = b.Delete(pendingKey(a.ID), nil)
+		}
+		if err != nil {
+			return err
 		}
 	}
 	for _, m := range w.Members {
@@ -107,27 +111,68 @@ func (s *DB) NextOutputID() (uint64, error) {
 
 // ReadOutputs implements engine.OutputStore.
 func (s *DB) ReadOutputs(after uint64, fn func(twinhub.Output) bool) error {
-	return s.scan(outputKey(after+1), []byte{'p'}, func(k, v []byte) (bool, error) {
-		var o twinhub.Output
-		if err := json.Unmarshal(v, &o); err != nil {
-			return false, fmt.Errorf("corrupt output %x: %w", k, err)
+	it, err := s.db.NewIter(&cpebble.IterOptions{LowerBound: []byte{'o'}, UpperBound: []byte{'p'}})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	// The block holding after+1 is the last one that starts at or before it.
+	ok := it.SeekLT(outputKey(after + 2))
+	if !ok {
+		ok = it.First()
+	}
+	for ; ok; ok = it.Next() {
+		k, v := it.Key(), it.Value()
+		if len(k) != 9 {
+			return fmt.Errorf("corrupt output key %x", k)
 		}
-		return fn(o), nil
-	})
+		more, err := decodeOutputs(binary.BigEndian.Uint64(k[1:]), v, after, fn)
+		if err != nil || !more {
+			return err
+		}
+	}
+	return it.Error()
 }
 
-// TrimOutputs implements engine.OutputStore.
+// decodeOutputs decodes the value of output key first: a block, or one
+// output in JSON as versions before blocks wrote them.
+func decodeOutputs(first uint64, v []byte, after uint64, fn func(twinhub.Output) bool) (bool, error) {
+	if len(v) == 0 || v[0] != '{' {
+		return decodeOutputBlock(first, v, after, fn)
+	}
+	var o twinhub.Output
+	if err := json.Unmarshal(v, &o); err != nil {
+		return false, fmt.Errorf("corrupt output %d: %w", first, err)
+	}
+	if o.ID <= after {
+		return true, nil
+	}
+	return fn(o), nil
+}
+
+// TrimOutputs implements engine.OutputStore. It deletes whole blocks: those
+// whose newest output is older than before.
 func (s *DB) TrimOutputs(before time.Time) error {
 	var end []byte
 	err := s.scan([]byte{'o'}, []byte{'p'}, func(k, v []byte) (bool, error) {
-		var o struct{ Time time.Time }
-		if err := json.Unmarshal(v, &o); err != nil {
-			return false, fmt.Errorf("corrupt output %x: %w", k, err)
+		var newest time.Time
+		if len(v) > 0 && v[0] == '{' {
+			var o struct{ Time time.Time }
+			if err := json.Unmarshal(v, &o); err != nil {
+				return false, fmt.Errorf("corrupt output %x: %w", k, err)
+			}
+			newest = o.Time
+		} else {
+			d := decoder{v: v}
+			if _, newest = d.blockHeader(); d.bad {
+				return false, fmt.Errorf("corrupt output block %x", k)
+			}
 		}
-		if !o.Time.Before(before) {
+		if !newest.Before(before) {
 			end = bytes.Clone(k)
 			return false, nil
 		}
+		end = prefixEnd(k)
 		return true, nil
 	})
 	if err != nil || end == nil {
@@ -156,18 +201,38 @@ func (s *DB) Action(id uint64) (twinhub.Action, bool, error) {
 	if err != nil || !ok {
 		return a, false, err
 	}
-	if err := json.Unmarshal(v, &a); err != nil {
-		return a, false, fmt.Errorf("corrupt action %d: %w", id, err)
+	if a, err = decodeActionValue(id, v); err != nil {
+		return a, false, err
 	}
 	return a, true, nil
+}
+
+// decodeActionValue decodes the value of action key id: binary, or JSON as
+// versions before the binary encoding wrote it.
+func decodeActionValue(id uint64, v []byte) (twinhub.Action, error) {
+	var a twinhub.Action
+	var err error
+	if len(v) > 0 && v[0] == '{' {
+		err = json.Unmarshal(v, &a)
+	} else {
+		a, err = decodeAction(v)
+		a.ID = id
+	}
+	if err != nil {
+		return a, fmt.Errorf("corrupt action %d: %w", id, err)
+	}
+	return a, nil
 }
 
 // Actions implements engine.OutputStore.
 func (s *DB) Actions(after uint64, fn func(twinhub.Action) bool) error {
 	return s.scan(actionKey(after+1), []byte{'o'}, func(k, v []byte) (bool, error) {
-		var a twinhub.Action
-		if err := json.Unmarshal(v, &a); err != nil {
-			return false, fmt.Errorf("corrupt action %x: %w", k, err)
+		if len(k) != 9 {
+			return false, fmt.Errorf("corrupt action key %x", k)
+		}
+		a, err := decodeActionValue(binary.BigEndian.Uint64(k[1:]), v)
+		if err != nil {
+			return false, err
 		}
 		return fn(a), nil
 	})

@@ -18,8 +18,8 @@
 //	'x' 0x01 len source id(8)           dead letter index by source; len is a uvarint
 //	'x' 0x02                            the last dead letter ID handed out
 //	'g' name                            source mapping (YAML)
-//	'o' id(8)                           output log entry, JSON (outputs.go)
-//	'n' id(8)                           action, JSON, as it is now
+//	'o' id(8)                           output log block: one batch's outputs from id on (outcodec.go)
+//	'n' id(8)                           action as it is now (outcodec.go)
 //	'p' id(8)                           index of actions pending approval
 //	'j' segment 0x00 key                segment membership
 //	'q' key                             highest twin revision whose outputs are logged
