@@ -158,6 +158,11 @@ var nativeCorpus = []string{
 	"event.type == 'purchase' && event.customer_id == twin.key && event.id != '' && event.source == 'shop'",
 	"event.position > 5 && event.amount > twin.avg_basket",
 	"event.amount / 0.0 > 1.0",
+	"twin.purchases_90d % 3 == 1",
+	"twin.revision * 2 - 1 > twin.level + 1",
+	"event.quantity / 2 >= 1 || event.quantity % 0 == 0",
+	"twin.purchases_90d * 9223372036854775807 > 0 && twin.revision - -9223372036854775807 > 0",
+	"-9223372036854775807 - twin.revision < 0 || twin.level / -1 < 0",
 }
 
 func TestNativeAgreesWithCEL(t *testing.T) {

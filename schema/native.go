@@ -382,7 +382,7 @@ func (c nativeCompiler) field(name string) *Field {
 }
 
 // operand compiles a value expression: a constant, a twin or event field,
-// now, time arithmetic, double arithmetic, days_between, and days, hours,
+// now, time arithmetic, int and double arithmetic, days_between, and days, hours,
 // duration and timestamp of constants. The zero operand means CEL only.
 func (c nativeCompiler) operand(e ast.Expr) operand {
 	switch e.Kind() {
@@ -619,6 +619,10 @@ func (c nativeCompiler) callOperand(call ast.CallExpr) operand {
 		}}
 	case l.kind == kindDouble && r.kind == kindDouble:
 		return doubleArith(fn, l, r)
+	case l.kind == kindInt && r.kind == kindInt:
+		if op := intOps[fn]; op != nil {
+			return intArith(kindInt, l, r, op)
+		}
 	case fn == operators.Subtract && l.kind == kindTime && r.kind == kindTime:
 		return intArith(kindDuration, l, r, subChecked)
 	case fn == operators.Subtract && l.kind == kindTime && r.kind == kindDuration:
@@ -688,8 +692,9 @@ func doubleArith(fn string, l, r operand) operand {
 	}}
 }
 
-// intArith compiles time and duration arithmetic in nanoseconds; a result
-// that overflows declines, since CEL's answer there depends on its ranges.
+// intArith compiles int arithmetic, and time and duration arithmetic in
+// nanoseconds; a result that overflows declines, since CEL's answer there
+// depends on its ranges.
 func intArith(k valKind, l, r operand, op func(a, b int64) (int64, bool)) operand {
 	return operand{kind: k, i: func(tv TwinVars, ev *twinhub.Event, now int64) (int64, tri) {
 		a, sa := l.i(tv, ev, now)
@@ -703,6 +708,37 @@ func intArith(k valKind, l, r operand, op func(a, b int64) (int64, bool)) operan
 		}
 		return v, triTrue
 	}}
+}
+
+// intOps are CEL's int arithmetic. Where CEL fails (an overflow, a zero
+// divisor) they report false and the closure declines: CEL gives its error.
+var intOps = map[string]func(a, b int64) (int64, bool){
+	operators.Add:      addChecked,
+	operators.Subtract: subChecked,
+	operators.Multiply: mulChecked,
+	operators.Divide: func(a, b int64) (int64, bool) {
+		if b == 0 || (a == math.MinInt64 && b == -1) {
+			return 0, false
+		}
+		return a / b, true
+	},
+	operators.Modulo: func(a, b int64) (int64, bool) {
+		if b == 0 || (a == math.MinInt64 && b == -1) {
+			return 0, false
+		}
+		return a % b, true // Go's remainder takes the dividend's sign, as CEL's does
+	},
+}
+
+func mulChecked(a, b int64) (int64, bool) {
+	if a == 0 || b == 0 {
+		return 0, true
+	}
+	p := a * b
+	if p/b != a || (a == -1 && b == math.MinInt64) || (b == -1 && a == math.MinInt64) {
+		return 0, false
+	}
+	return p, true
 }
 
 func addChecked(a, b int64) (int64, bool) {

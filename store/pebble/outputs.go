@@ -61,9 +61,12 @@ func (s *DB) WriteOutputs(w *engine.OutputWrite) error {
 		if err := b.Set(actionKey(a.ID), enc, nil); err != nil {
 			return err
 		}
-		if a.Status == twinhub.ActionPending {
+		switch {
+		case a.Status == twinhub.ActionPending:
 			err = b.Set(pendingKey(a.ID), nil, nil)
-		} else {
+		case w.Outputs[i].Kind == twinhub.ActionUpdated:
+			// Only an update can end a wait: a new action that does not
+			// wait has no pending key to delete, nor a tombstone to leave.
 			err = b.Delete(pendingKey(a.ID), nil)
 		}
 		if err != nil {
