@@ -10,13 +10,18 @@ import (
 
 // OutputWrite is one atomic write to the output log: logged outputs with
 // their ids (an output that carries an action also writes the action's
-// current state), segment membership changes, and per twin the highest
-// revision whose outputs are now logged.
+// current state), segment membership changes, the snapshots of twins a
+// sweep changed, and the partition marks, which say up to which event the
+// outputs are logged.
 type OutputWrite struct {
 	Outputs []twinhub.Output
 	Members []Membership
-	Revs    []TwinRev
-	Next    uint64 // the next output id to hand out
+	// Twins are snapshots written with the outputs: a sweep's change is
+	// not in the archive for a replay to derive again, so the twin's state
+	// after it is saved with its outputs, or neither is.
+	Twins []Snapshot
+	Marks []PartitionMark
+	Next  uint64 // the next output id to hand out
 }
 
 // Membership is one twin entering (In) or leaving a segment.
@@ -24,12 +29,6 @@ type Membership struct {
 	Segment string
 	Key     string
 	In      bool
-}
-
-// TwinRev says that every output of twin Key up to revision Rev is logged.
-type TwinRev struct {
-	Key string
-	Rev uint64
 }
 
 // OutputStore keeps the output log, the action log and segment memberships.
@@ -46,9 +45,6 @@ type OutputStore interface {
 	// TrimOutputs deletes logged outputs older than before; actions keep
 	// their own log.
 	TrimOutputs(before time.Time) error
-	// OutputRev returns the highest revision of twin key whose outputs are
-	// logged, 0 when none.
-	OutputRev(key string) (uint64, error)
 	// Action returns the action with id.
 	Action(id uint64) (twinhub.Action, bool, error)
 	// Actions calls fn for actions with ID > after in ID order until fn
@@ -61,8 +57,8 @@ type OutputStore interface {
 	Members(segment, after string, fn func(key string) bool) error
 	// SegmentSizes counts every segment's members.
 	SegmentSizes() (map[string]int64, error)
-	// ResetSegments deletes every membership and output revision, before a
-	// rebuild recomputes them.
+	// ResetSegments deletes every membership, before a rebuild recomputes
+	// them.
 	ResetSegments() error
 	// SaveSegmentSizes records the segments' sizes at t.
 	SaveSegmentSizes(t time.Time, sizes map[string]int64) error

@@ -20,10 +20,6 @@ type ruleState struct {
 	edge  []uint64 // edge rules: whether the condition held when last evaluated
 	fired []firing // rules with a cooldown: when each last fired
 	tags  []string // sorted
-	// outRev is the highest revision whose outputs are logged, as far as
-	// this process knows: outputs of revisions at or below it were logged
-	// before a crash and are not logged again when a replay re-derives them.
-	outRev uint64
 }
 
 type firing struct {
@@ -136,24 +132,22 @@ type segChange struct {
 // t.rev. segs lists the segments to evaluate. When a fired action changes
 // the twin itself (a tag, an attribute), every segment is evaluated once
 // more, and the rules that changes trigger fire; their own changes wait for
-// the next event or sweep, so rules cannot loop. It returns whether
-// anything about the twin changed. The caller holds s.mu.
-func (s *shard) react(rc *reaction, t *twin, et *schema.EventType, ev *twinhub.Event, segs []int, now int64) bool {
+// the next event or sweep, so rules cannot loop. emit says whether to log
+// the outputs: not during a rebuild, which recomputes state silently, nor
+// for an event a replay applies again whose outputs are logged already. It
+// returns whether anything about the twin changed. The caller holds s.mu.
+func (s *shard) react(rc *reaction, t *twin, et *schema.EventType, ev *twinhub.Event, segs []int, now int64, emit bool) bool {
 	s.vars = twinVars{t: t, l: rc.sc.Layout}
 	s.mutated = false
 	var rules []int
 	if et != nil {
 		rules = et.Rules
 	}
-	k, changed := s.reactPass(rc, t, et, ev, segs, rules, now, 0)
+	k, changed := s.reactPass(rc, t, et, ev, segs, rules, now, 0, emit)
 	if s.mutated {
 		var more bool
-		k, more = s.reactPass(rc, t, et, ev, rc.all, nil, now, k)
+		k, more = s.reactPass(rc, t, et, ev, rc.all, nil, now, k, emit)
 		changed = changed || more
-	}
-	if k > 0 && s.emitting(t) {
-		t.ruleState().outRev = t.rev
-		s.outW.Revs = append(s.outW.Revs, TwinRev{Key: t.key, Rev: t.rev})
 	}
 	return changed || k > 0
 }
@@ -161,7 +155,7 @@ func (s *shard) react(rc *reaction, t *twin, et *schema.EventType, ev *twinhub.E
 // reactPass evaluates segs, then fires the given rules and those the
 // membership changes trigger, in firing order. k is the next output
 // ordinal of the revision; reactPass returns the next one.
-func (s *shard) reactPass(rc *reaction, t *twin, et *schema.EventType, ev *twinhub.Event, segs, rules []int, now int64, k int) (int, bool) {
+func (s *shard) reactPass(rc *reaction, t *twin, et *schema.EventType, ev *twinhub.Event, segs, rules []int, now int64, k int, emit bool) (int, bool) {
 	sc := rc.sc
 	tv := &s.vars
 	changes := s.segBuf[:0]
@@ -182,7 +176,6 @@ func (s *shard) reactPass(rc *reaction, t *twin, et *schema.EventType, ev *twinh
 	if len(changes) > 0 && et == nil && k == 0 {
 		t.rev++ // a change time alone made: a revision of its own
 	}
-	emit := s.emitting(t)
 	for _, ch := range changes {
 		st := t.ruleState()
 		st.segs = setBit(st.segs, ch.seg, ch.in)
@@ -214,16 +207,6 @@ func (s *shard) reactPass(rc *reaction, t *twin, et *schema.EventType, ev *twinh
 		k = s.fire(rc, t, &trig[i], now, emit, k)
 	}
 	return k, len(changes) > 0
-}
-
-// emitting reports whether outputs of t's current revision are to be
-// logged: not during a rebuild, which recomputes state silently, and not
-// when they were logged before a crash (a replay re-derives them).
-func (s *shard) emitting(t *twin) bool {
-	if s.e.quiet.Load() {
-		return false
-	}
-	return t.rs == nil || t.rev > t.rs.outRev
 }
 
 func (s *shard) output(kind twinhub.OutputKind, t *twin, ev *twinhub.Event, et *schema.EventType, now int64, segment string) twinhub.Output {
@@ -375,22 +358,36 @@ func (s *shard) sideEffect(sc *schema.Schema, t *twin, r *schema.Rule, a *schema
 	}
 }
 
-// flushOutputs logs the outputs the last batch produced and hands live
-// twin changes to watchers.
-func (s *shard) flushOutputs() {
+// flushOutputs logs the outputs and snapshots the last batch or sweep step
+// produced and hands live twin changes to watchers. With outputs or
+// snapshots go the marks of the shard's partitions, Logged moved up to the
+// last event applied: the outputs of every event up to it are now logged.
+func (s *shard) flushOutputs() error {
 	w := &s.outW
-	if len(w.Outputs) > 0 || len(w.Members) > 0 || len(w.Revs) > 0 {
-		if err := s.e.writeOutputs(w); err != nil {
+	var err error
+	if len(w.Outputs) > 0 || len(w.Members) > 0 || len(w.Twins) > 0 {
+		if len(w.Outputs) > 0 || len(w.Twins) > 0 {
+			for _, p := range s.parts {
+				w.Marks = append(w.Marks, PartitionMark{Partition: p.id, Watermark: p.wm, Stored: p.stored,
+					Reflects: max(s.reflects, p.wm), Logged: max(p.logged, p.applied)})
+			}
+		}
+		if err = s.e.writeOutputs(w); err != nil {
 			// Lost unless a restart's replay derives them again, which it
-			// does for twins whose snapshot predates the event.
+			// does for events above the partitions' Logged marks.
 			s.e.log.Error("write outputs", "shard", s.id, "outputs", len(w.Outputs), "err", err)
+		} else {
+			for i, m := range w.Marks {
+				s.parts[i].logged = m.Logged
+			}
 		}
 		clear(w.Outputs)
-		w.Outputs, w.Members, w.Revs = w.Outputs[:0], w.Members[:0], w.Revs[:0]
+		w.Outputs, w.Members, w.Twins, w.Marks = w.Outputs[:0], w.Members[:0], w.Twins[:0], w.Marks[:0]
 	}
 	if len(s.changes) > 0 {
 		s.e.out.publishChanges(s.changes)
 		clear(s.changes)
 		s.changes = s.changes[:0]
 	}
+	return err
 }

@@ -66,7 +66,7 @@ func (e *Engine) recover() (err error) {
 			return fmt.Errorf("checkpoint names partition %d of %d", m.Partition, len(e.parts))
 		}
 		p := e.parts[m.Partition]
-		p.wm, p.stored = m.Watermark, m.Stored
+		p.wm, p.stored, p.logged = m.Watermark, m.Stored, m.Logged
 		p.shard.twins.Add(m.Stored)
 	}
 	ids := 0

@@ -28,6 +28,8 @@ type partition struct {
 	stored    int64  // twins with a snapshot in the store
 	hotStored int64  // of which hot
 	wm        uint64 // persisted watermark
+	applied   uint64 // highest seq applied
+	logged    uint64 // highest seq whose outputs are logged (PartitionMark.Logged)
 }
 
 // job is a unit of work for a shard: part of an ingest batch, a replayed
@@ -283,7 +285,7 @@ func (s *shard) process(jobs []*job) {
 		}
 		s.mu.Unlock()
 	}
-	s.flushOutputs()
+	s.flushOutputs() // an error is logged; the outputs are derived again after a restart
 	for _, j := range jobs {
 		if j.replay {
 			s.e.replayed.Add(int64(len(j.idx)))
@@ -359,6 +361,9 @@ func (s *shard) apply(sc *schema.Schema, p *partition, ev *twinhub.Event, seq ui
 	if seq > s.applied {
 		s.applied = seq
 	}
+	if seq > p.applied {
+		p.applied = seq
+	}
 	if !s.e.rebuilding.Load() {
 		// Indexed even when the twin already holds the event: after a crash
 		// the snapshot may be newer than the last written timeline run.
@@ -429,7 +434,10 @@ func (s *shard) apply(sc *schema.Schema, p *partition, ev *twinhub.Event, seq ui
 		*cur = attr{val: v, eventID: strings.Clone(ev.ID), source: s.internString(ev.Source), time: ev.Time, position: ev.Position}
 	}
 	if rc := s.e.rc.Load(); rc != nil && rc.sc == sc {
-		s.react(rc, t, et, ev, et.Segments, now)
+		// A replay after a crash applies events again whose outputs were
+		// logged before it: the partition's Logged mark says up to which.
+		emit := !s.e.quiet.Load() && (!s.e.replaying.Load() || seq > p.logged)
+		s.react(rc, t, et, ev, et.Segments, now, emit)
 	}
 	if s.e.out.watching.Load() && !s.e.replaying.Load() {
 		s.changes = append(s.changes, s.output(twinhub.TwinChanged, t, ev, et, now, ""))
@@ -490,17 +498,6 @@ func (s *shard) twinFor(sc *schema.Schema, p *partition, key string, create bool
 		t = &twin{key: strings.Clone(key), state: sc.Layout.New(), slot: -1}
 		s.twins.Add(1)
 		s.newKeys = append(s.newKeys, t.key)
-	}
-	// Outputs may be logged beyond the snapshot (or for a twin that has none
-	// yet, before a crash): learn how far, so a replay does not log them twice.
-	if active(sc) && (t.stored || s.e.replaying.Load()) && !s.e.quiet.Load() {
-		rev, err := s.e.store.OutputRev(t.key)
-		if err != nil {
-			return nil, fmt.Errorf("load output revision of %q: %w", key, err)
-		}
-		if rev > 0 {
-			t.ruleState().outRev = rev
-		}
 	}
 	p.twins[t.key] = t
 	t.slot = int32(len(s.ring))
@@ -728,7 +725,7 @@ func (s *shard) save(snaps []Snapshot, wm uint64) error {
 	marks := make([]PartitionMark, 0, len(s.parts))
 	for _, p := range s.parts {
 		pwm := max(wm, p.wm)
-		marks = append(marks, PartitionMark{Partition: p.id, Watermark: pwm, Stored: p.stored, Reflects: max(s.reflects, pwm)})
+		marks = append(marks, PartitionMark{Partition: p.id, Watermark: pwm, Stored: p.stored, Reflects: max(s.reflects, pwm), Logged: p.logged})
 	}
 	n := 0
 	for n < len(s.ids) && s.ids[n].seq <= wm {

@@ -78,21 +78,28 @@ func (s *shard) sweepChunk(rc *reaction, pos int) int {
 	now := s.e.nowNS()
 	end := min(pos+sweepChunk, len(s.ring))
 	changed := 0
+	sc, w := rc.sc, &s.outW
+	buf := s.snapBuf[:0]
+	var written []writtenTwin
+	emit := !s.e.quiet.Load()
 	s.mu.Lock()
 	for _, t := range s.ring[pos:end] {
-		if !s.react(rc, t, nil, nil, rc.sc.TimedSegments, now) {
+		if !s.react(rc, t, nil, nil, sc.TimedSegments, now, emit) {
 			continue
 		}
 		changed++
-		if t.dirtySince == 0 {
-			// Not an event: every archived event stays reflected in the
-			// snapshots; the twin just has state newer than its own.
-			t.dirtySince = s.e.seq.Load() + 1
-			s.dirty = append(s.dirty, dirtyEntry{t: t, since: t.dirtySince})
-		}
+		// No event caused this change, so no replay would derive it again:
+		// the twin is saved with its outputs.
+		start := len(buf)
+		buf = appendSnapshot(buf, t, sc.Version, sc.Layout)
+		w.Twins = append(w.Twins, Snapshot{Key: t.key, Data: buf[start:len(buf):len(buf)]})
+		written = s.markWritten(written, t)
 	}
 	s.mu.Unlock()
-	s.flushOutputs()
+	if err := s.flushOutputs(); err != nil {
+		s.undoWritten(written)
+	}
+	s.snapBuf = buf[:0]
 	return changed
 }
 

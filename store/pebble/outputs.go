@@ -28,7 +28,6 @@ func memberKey(segment, key string) []byte {
 	k = append(k, 0)
 	return append(k, key...)
 }
-func outRevKey(key string) []byte { return append([]byte{'q'}, key...) }
 func historyKey(segment string, t time.Time) []byte {
 	k := append([]byte{'h'}, segment...)
 	k = append(k, 0)
@@ -84,10 +83,8 @@ func (s *DB) WriteOutputs(w *engine.OutputWrite) error {
 			return err
 		}
 	}
-	for _, r := range w.Revs {
-		if err := b.Set(outRevKey(r.Key), binary.AppendUvarint(nil, r.Rev), nil); err != nil {
-			return err
-		}
+	if err := setTwins(b, w.Twins, w.Marks); err != nil {
+		return err
 	}
 	if w.Next > 0 {
 		if err := b.Set(append([]byte{'m'}, metaOutputsNext...), binary.AppendUvarint(nil, w.Next), nil); err != nil {
@@ -182,19 +179,6 @@ func (s *DB) TrimOutputs(before time.Time) error {
 		return err
 	}
 	return s.db.DeleteRange([]byte{'o'}, end, cpebble.NoSync)
-}
-
-// OutputRev implements engine.OutputStore.
-func (s *DB) OutputRev(key string) (uint64, error) {
-	v, ok, err := s.get(outRevKey(key))
-	if err != nil || !ok {
-		return 0, err
-	}
-	n, k := binary.Uvarint(v)
-	if k <= 0 {
-		return 0, fmt.Errorf("corrupt output revision of %q", key)
-	}
-	return n, nil
 }
 
 // Action implements engine.OutputStore.
@@ -296,6 +280,8 @@ func (s *DB) SegmentSizes() (map[string]int64, error) {
 func (s *DB) ResetSegments() error {
 	b := s.db.NewBatch()
 	defer b.Close()
+	// 'q' held per-twin output revisions in versions before the partition
+	// marks' Logged; deleting them here clears what such a version left.
 	for _, r := range [][2]byte{{'j', 'k'}, {'q', 'r'}} {
 		if err := b.DeleteRange([]byte{r[0]}, []byte{r[1]}, nil); err != nil {
 			return err

@@ -10,7 +10,7 @@
 //	'k' key                             twin directory entry (empty value)
 //	'r' run(8)                          a timeline run's size in twin keys
 //	's' key                             twin snapshot
-//	'w' partition(2)                    partition mark: watermark, stored twins
+//	'w' partition(2)                    partition mark: watermark, stored twins, reflects, logged
 //	'd' n(8)                            a batch of seen event-id hashes
 //	'v' version(4)                      schema source
 //	'm' name                            meta values ("schema" = active version)
@@ -22,7 +22,6 @@
 //	'n' id(8)                           action as it is now (outcodec.go)
 //	'p' id(8)                           index of actions pending approval
 //	'j' segment 0x00 key                segment membership
-//	'q' key                             highest twin revision whose outputs are logged
 //	'h' segment 0x00 time(8)            segment size history
 //	'y' 0x00 id(8)                      webhook delivery, JSON (deliveries.go)
 //	'y' 0x01                            the webhook dispatcher's output cursor and last delivery ID
@@ -339,20 +338,8 @@ func markKey(p int) []byte { return []byte{'w', byte(p >> 8), byte(p)} }
 func (s *DB) SaveTwins(snaps []engine.Snapshot, marks []engine.PartitionMark, ids []engine.SeenIDs, sync bool) error {
 	b := s.db.NewBatch()
 	defer b.Close()
-	var kbuf []byte
-	for _, sn := range snaps {
-		kbuf = append(append(kbuf[:0], 's'), sn.Key...)
-		if err := b.Set(kbuf, sn.Data, nil); err != nil {
-			return err
-		}
-	}
-	for _, m := range marks {
-		v := binary.AppendUvarint(nil, m.Watermark)
-		v = binary.AppendVarint(v, m.Stored)
-		v = binary.AppendUvarint(v, m.Reflects)
-		if err := b.Set(markKey(m.Partition), v, nil); err != nil {
-			return err
-		}
+	if err := setTwins(b, snaps, marks); err != nil {
+		return err
 	}
 	for _, set := range ids {
 		v := make([]byte, 0, 2+12*len(set.IDs))
@@ -371,6 +358,28 @@ func (s *DB) SaveTwins(snaps []engine.Snapshot, marks []engine.PartitionMark, id
 		wo = cpebble.Sync
 	}
 	return b.Commit(wo)
+}
+
+// setTwins adds snapshots and partition marks to b.
+func setTwins(b *cpebble.Batch, snaps []engine.Snapshot, marks []engine.PartitionMark) error {
+	var kbuf []byte
+	for _, sn := range snaps {
+		kbuf = append(append(kbuf[:0], 's'), sn.Key...)
+		if err := b.Set(kbuf, sn.Data, nil); err != nil {
+			return err
+		}
+	}
+	var v []byte
+	for _, m := range marks {
+		v = binary.AppendUvarint(v[:0], m.Watermark)
+		v = binary.AppendVarint(v, m.Stored)
+		v = binary.AppendUvarint(v, m.Reflects)
+		v = binary.AppendUvarint(v, m.Logged)
+		if err := b.Set(markKey(m.Partition), v, nil); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // LoadMarks implements engine.Store.
@@ -398,7 +407,15 @@ func (s *DB) LoadMarks() ([]engine.PartitionMark, error) {
 		if r <= 0 {
 			return nil, fmt.Errorf("corrupt partition mark %q", k)
 		}
-		out = append(out, engine.PartitionMark{Partition: int(k[1])<<8 | int(k[2]), Watermark: wm, Stored: stored, Reflects: reflects})
+		// Logged came later: a mark without it logged nothing.
+		var logged uint64
+		if rest := v[n+m+r:]; len(rest) > 0 {
+			var l int
+			if logged, l = binary.Uvarint(rest); l <= 0 {
+				return nil, fmt.Errorf("corrupt partition mark %q", k)
+			}
+		}
+		out = append(out, engine.PartitionMark{Partition: int(k[1])<<8 | int(k[2]), Watermark: wm, Stored: stored, Reflects: reflects, Logged: logged})
 	}
 	return out, it.Error()
 }
