@@ -33,6 +33,7 @@ import (
 //	twin KEY          print the twin's segments, tags and attributes
 //	approve ID BY     approve action ID (reject and expire likewise)
 //	restart           close and reopen the engine on the same store
+//	crash             reopen on what a crash of the process now would leave
 //
 // event, sweep, approve, reject and expire print the outputs they logged.
 // The engine runs one shard, so that outputs of different twins are logged
@@ -156,6 +157,18 @@ func (r *rulesScript) run(t *testing.T, d *datadriven.TestData) string {
 		return fmt.Sprintf("expired %d\n", n) + r.outputs(t)
 	case "restart":
 		r.close()
+		r.open()
+		return "ok"
+	case "crash":
+		// What a crash of the process now would leave behind: a copy of
+		// the store taken while the engine runs. The engine then closes on
+		// its own store, which is dropped, and a new one opens the copy.
+		dir := filepath.Join(t.TempDir(), "crash")
+		if err := r.h.db.Checkpoint(dir); err != nil {
+			d.Fatalf(t, "crash: %v", err)
+		}
+		r.close()
+		r.dir = dir
 		r.open()
 		return "ok"
 	}
