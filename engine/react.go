@@ -60,12 +60,16 @@ func (t *twin) inSegment(i int) bool { return t.rs != nil && getBit(t.rs.segs, i
 // reaction is the per-schema runtime of segments and rules: the firing
 // order and the counters the API reports. A schema swap replaces it.
 type reaction struct {
-	sc        *schema.Schema
-	rank      []int // rule index -> position in firing order
-	all       []int // every segment index
-	sizes     []atomic.Int64
-	fired     []atomic.Int64
-	evaluated []atomic.Int64
+	sc   *schema.Schema
+	rank []int // rule index -> position in firing order
+	all  []int // every segment index
+	// The rules each event type, segment entry and segment exit triggers,
+	// in firing order, so that an event whose segments stay put fires
+	// without sorting.
+	typeRules, enterRules, exitRules [][]int
+	sizes                            []atomic.Int64
+	fired                            []atomic.Int64
+	evaluated                        []atomic.Int64
 }
 
 func newReaction(sc *schema.Schema) *reaction {
@@ -82,8 +86,22 @@ func newReaction(sc *schema.Schema) *reaction {
 	for pos, i := range order {
 		r.rank[i] = pos
 	}
+	inOrder := func(rules []int) []int {
+		s := slices.Clone(rules)
+		slices.SortFunc(s, func(a, b int) int { return r.rank[a] - r.rank[b] })
+		return s
+	}
+	for _, et := range sc.Events {
+		r.typeRules = append(r.typeRules, inOrder(et.Rules))
+	}
+	for _, seg := range sc.Segments {
+		r.enterRules = append(r.enterRules, inOrder(seg.OnEnter))
+		r.exitRules = append(r.exitRules, inOrder(seg.OnExit))
+	}
 	return r
 }
+
+func (r *reaction) byRank(a, b trigger) int { return r.rank[a.rule] - r.rank[b.rule] }
 
 // active reports whether sc has anything to react with.
 func active(sc *schema.Schema) bool { return len(sc.Segments) > 0 || len(sc.Rules) > 0 }
@@ -141,7 +159,7 @@ func (s *shard) react(rc *reaction, t *twin, et *schema.EventType, ev *twinhub.E
 	s.mutated = false
 	var rules []int
 	if et != nil {
-		rules = et.Rules
+		rules = rc.typeRules[et.Index]
 	}
 	k, changed := s.reactPass(rc, t, et, ev, segs, rules, now, 0, emit)
 	if s.mutated {
@@ -180,9 +198,9 @@ func (s *shard) reactPass(rc *reaction, t *twin, et *schema.EventType, ev *twinh
 		st := t.ruleState()
 		st.segs = setBit(st.segs, ch.seg, ch.in)
 		seg := sc.Segments[ch.seg]
-		kind, rules := twinhub.SegmentLeft, seg.OnExit
+		kind, rules := twinhub.SegmentLeft, rc.exitRules[ch.seg]
 		if ch.in {
-			kind, rules = twinhub.SegmentEntered, seg.OnEnter
+			kind, rules = twinhub.SegmentEntered, rc.enterRules[ch.seg]
 		}
 		if emit || s.e.quiet.Load() {
 			delta := int64(1)
@@ -200,8 +218,10 @@ func (s *shard) reactPass(rc *reaction, t *twin, et *schema.EventType, ev *twinh
 			trig = append(trig, trigger{rule: ri, cause: schema.Cause{Type: et, Event: ev, Segment: seg, Enter: ch.in}})
 		}
 	}
-	if len(trig) > 1 { // most events trigger one rule or none: no sort, no closure
-		slices.SortStableFunc(trig, func(a, b trigger) int { return rc.rank[a.rule] - rc.rank[b.rule] })
+	// The event's rules are in firing order, and so are each change's:
+	// only rules from two sources need sorting.
+	if len(trig) > len(rules) && len(trig) > 1 && !slices.IsSortedFunc(trig, rc.byRank) {
+		slices.SortFunc(trig, rc.byRank)
 	}
 	for i := range trig {
 		k = s.fire(rc, t, &trig[i], now, emit, k)

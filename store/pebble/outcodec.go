@@ -6,7 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"sort"
+	"slices"
 	"time"
 
 	"github.com/twinhub/twinhub"
@@ -261,11 +261,12 @@ func appendValue(dst []byte, v any, depth int) ([]byte, error) {
 	case map[string]any:
 		dst = binary.AppendUvarint(append(dst, tagMap), uint64(len(v)))
 		// Sorted, so that the same value always has the same bytes.
-		keys := make([]string, 0, len(v))
+		var small [8]string
+		keys := small[:0]
 		for k := range v {
 			keys = append(keys, k)
 		}
-		sort.Strings(keys)
+		slices.Sort(keys)
 		var err error
 		for _, k := range keys {
 			dst = appendString(dst, k)

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"sync"
 	"time"
 
 	cpebble "github.com/cockroachdb/pebble/v2"
@@ -34,11 +35,23 @@ func historyKey(segment string, t time.Time) []byte {
 	return binary.BigEndian.AppendUint64(k, uint64(t.UnixNano())^(1<<63))
 }
 
+// encBufs are buffers for encoding outputs: a batch's block runs to tens of
+// kilobytes, which grown from nothing every time cost a tenth of encoding.
+var encBufs = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
+
 // WriteOutputs implements engine.OutputStore.
 func (s *DB) WriteOutputs(w *engine.OutputWrite) error {
 	b := s.db.NewBatch()
 	defer b.Close()
-	var enc []byte // the batch copies what it is given: one buffer serves every value
+	// The batch copies what it is given: one buffer serves every value.
+	bp := encBufs.Get().(*[]byte)
+	enc := (*bp)[:0]
+	defer func() {
+		if cap(enc) <= 1<<20 {
+			*bp = enc[:0]
+			encBufs.Put(bp)
+		}
+	}()
 	if len(w.Outputs) > 0 {
 		var err error
 		if enc, err = appendOutputBlock(enc, w.Outputs); err != nil {
