@@ -61,15 +61,11 @@ func (t *twin) inSegment(i int) bool { return t.rs != nil && getBit(t.rs.segs, i
 // order and the counters the API reports. A schema swap replaces it.
 type reaction struct {
 	sc   *schema.Schema
-	rank []int // rule index -> position in firing order
-	all  []int // every segment index
-	// The rules each event type, segment entry and segment exit triggers,
-	// in firing order, so that an event whose segments stay put fires
-	// without sorting.
-	typeRules, enterRules, exitRules [][]int
-	sizes                            []atomic.Int64
-	fired                            []atomic.Int64
-	evaluated                        []atomic.Int64
+	rank      []int // rule index -> position in firing order
+	all       []int // every segment index
+	sizes     []atomic.Int64
+	fired     []atomic.Int64
+	evaluated []atomic.Int64
 }
 
 func newReaction(sc *schema.Schema) *reaction {
@@ -85,18 +81,6 @@ func newReaction(sc *schema.Schema) *reaction {
 	slices.SortStableFunc(order, func(a, b int) int { return sc.Rules[b].Priority - sc.Rules[a].Priority })
 	for pos, i := range order {
 		r.rank[i] = pos
-	}
-	inOrder := func(rules []int) []int {
-		s := slices.Clone(rules)
-		slices.SortFunc(s, func(a, b int) int { return r.rank[a] - r.rank[b] })
-		return s
-	}
-	for _, et := range sc.Events {
-		r.typeRules = append(r.typeRules, inOrder(et.Rules))
-	}
-	for _, seg := range sc.Segments {
-		r.enterRules = append(r.enterRules, inOrder(seg.OnEnter))
-		r.exitRules = append(r.exitRules, inOrder(seg.OnExit))
 	}
 	return r
 }
@@ -159,7 +143,7 @@ func (s *shard) react(rc *reaction, t *twin, et *schema.EventType, ev *twinhub.E
 	s.mutated = false
 	var rules []int
 	if et != nil {
-		rules = rc.typeRules[et.Index]
+		rules = et.Rules
 	}
 	k, changed := s.reactPass(rc, t, et, ev, segs, rules, now, 0, emit)
 	if s.mutated {
@@ -198,9 +182,9 @@ func (s *shard) reactPass(rc *reaction, t *twin, et *schema.EventType, ev *twinh
 		st := t.ruleState()
 		st.segs = setBit(st.segs, ch.seg, ch.in)
 		seg := sc.Segments[ch.seg]
-		kind, rules := twinhub.SegmentLeft, rc.exitRules[ch.seg]
+		kind, rules := twinhub.SegmentLeft, seg.OnExit
 		if ch.in {
-			kind, rules = twinhub.SegmentEntered, rc.enterRules[ch.seg]
+			kind, rules = twinhub.SegmentEntered, seg.OnEnter
 		}
 		if emit || s.e.quiet.Load() {
 			delta := int64(1)
@@ -218,8 +202,8 @@ func (s *shard) reactPass(rc *reaction, t *twin, et *schema.EventType, ev *twinh
 			trig = append(trig, trigger{rule: ri, cause: schema.Cause{Type: et, Event: ev, Segment: seg, Enter: ch.in}})
 		}
 	}
-	// The event's rules are in firing order, and so are each change's:
-	// only rules from two sources need sorting.
+	// The event's rules are in firing order (EventType.Rules), and so are
+	// each change's (Segment.OnEnter, OnExit): only a mix needs sorting.
 	if len(trig) > len(rules) && len(trig) > 1 && !slices.IsSortedFunc(trig, rc.byRank) {
 		slices.SortFunc(trig, rc.byRank)
 	}
