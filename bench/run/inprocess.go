@@ -37,10 +37,13 @@ func runInProcess(ctx context.Context, o Options, batches []batch) (rep Report, 
 	}()
 
 	base := heapInUse()
-	out0 := e.LastOutputID()
+	out0, cpu0 := e.LastOutputID(), cpuTime()
 	rep, err = drive(ctx, o, batches, inProcess{e}, nil)
 	if err != nil {
 		return rep, err
+	}
+	if rep.Events > 0 {
+		rep.CPUPerEvent = (cpuTime() - cpu0) / time.Duration(rep.Events)
 	}
 	rep.Twins = e.Stats().Twins
 	rep.Outputs = int64(e.LastOutputID() - out0)

@@ -34,6 +34,9 @@ func (r Report) String() string {
 	if r.Outputs > 0 {
 		fmt.Fprintf(&b, "; outputs %s", group(r.Outputs))
 	}
+	if r.CPUPerEvent > 0 {
+		fmt.Fprintf(&b, "; cpu/event %s", formatDuration(r.CPUPerEvent, 3))
+	}
 	if r.Twins > 0 {
 		fmt.Fprintf(&b, "; heap/twin %s B (%s twins)", group(int64(math.Round(r.HeapPerTwin))), group(r.Twins))
 	}

@@ -111,6 +111,10 @@ type Report struct {
 	// Outputs is how many outputs (segment changes and actions) the engine
 	// logged during the load; in process only.
 	Outputs int64
+	// CPUPerEvent is the process's CPU time (user and system, every core)
+	// during the load divided by the events; in process only. On a shared
+	// machine it moves less than events/s when other work takes the cores.
+	CPUPerEvent time.Duration
 }
 
 // batch is one unit of ingestion, prepared before the clock starts.
