@@ -60,7 +60,7 @@ func (t *twin) inSegment(i int) bool { return t.rs != nil && getBit(t.rs.segs, i
 // reaction is the per-schema runtime of segments and rules: the firing
 // order and the counters the API reports. A schema swap replaces it.
 type reaction struct {
-	sc   *schema.Schema
+	sc        *schema.Schema
 	rank      []int // rule index -> position in firing order
 	all       []int // every segment index
 	sizes     []atomic.Int64
@@ -94,6 +94,32 @@ func active(sc *schema.Schema) bool { return len(sc.Segments) > 0 || len(sc.Rule
 type twinVars struct {
 	t *twin
 	l *agg.Layout
+	// memo keeps the aggregates evaluated during one reaction: segments
+	// and rules read the same few (a windowed sum walks its buckets every
+	// time), and nothing a reaction does changes an aggregate. An entry is
+	// current when its gen is gen and it was taken at now.
+	memo []aggMemo
+	gen  uint32
+	now  int64
+}
+
+type aggMemo struct {
+	gen uint32
+	ok  bool
+	v   float64
+}
+
+// reset points v at twin t for a new reaction at now.
+func (v *twinVars) reset(t *twin, l *agg.Layout, now int64) {
+	v.t, v.l, v.now = t, l, now
+	if n := l.Len(); len(v.memo) < n {
+		v.memo = make([]aggMemo, n)
+	}
+	v.gen++
+	if v.gen == 0 { // wrapped: an entry left from 2^32 reactions ago would look current
+		clear(v.memo)
+		v.gen = 1
+	}
 }
 
 func (v *twinVars) Key() string      { return v.t.key }
@@ -104,7 +130,17 @@ func (v *twinVars) Attr(i int) twinhub.Value {
 	}
 	return twinhub.Value{}
 }
-func (v *twinVars) AggNum(i int, now int64) (float64, bool) { return v.l.Num(&v.t.state, i, now) }
+func (v *twinVars) AggNum(i int, now int64) (float64, bool) {
+	if now != v.now || i >= len(v.memo) {
+		return v.l.Num(&v.t.state, i, now)
+	}
+	m := &v.memo[i]
+	if m.gen != v.gen {
+		m.v, m.ok = v.l.Num(&v.t.state, i, now)
+		m.gen = v.gen
+	}
+	return m.v, m.ok
+}
 func (v *twinVars) AggTop(i int, now int64) []agg.TopEntry {
 	top, _ := v.l.Value(&v.t.state, i, now).([]agg.TopEntry)
 	return top
@@ -139,7 +175,7 @@ type segChange struct {
 // for an event a replay applies again whose outputs are logged already. It
 // returns whether anything about the twin changed. The caller holds s.mu.
 func (s *shard) react(rc *reaction, t *twin, et *schema.EventType, ev *twinhub.Event, segs []int, now int64, emit bool) bool {
-	s.vars = twinVars{t: t, l: rc.sc.Layout}
+	s.vars.reset(t, rc.sc.Layout, now)
 	s.mutated = false
 	var rules []int
 	if et != nil {

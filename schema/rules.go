@@ -98,6 +98,7 @@ type Rule struct {
 
 	cond    *program
 	deps    deps
+	reads   []string     // receipt names of deps.twin then deps.event: twin.X, event.Y
 	onTypes []*EventType // the event types in On
 	onEnter []*Segment   // the segments of enter: triggers
 	onExit  []*Segment   // the segments of exit: triggers
@@ -122,10 +123,10 @@ func (r *Rule) Reads(tv TwinVars, c *Cause, now int64) map[string]any {
 	if r.cond == nil {
 		return nil
 	}
-	out := make(map[string]any, len(r.deps.twin)+len(r.deps.event))
+	out := make(map[string]any, len(r.reads))
 	twin := &twinVal{obj: r.cond.rt.twin, tv: tv, now: now}
-	for _, name := range r.deps.twin {
-		out["twin."+name] = readField(twin.obj, twin, name)
+	for i, name := range r.deps.twin {
+		out[r.reads[i]] = readField(twin.obj, twin, name)
 	}
 	if len(r.deps.event) == 0 {
 		return out
@@ -140,12 +141,12 @@ func (r *Rule) Reads(tv TwinVars, c *Cause, now int64) map[string]any {
 	case kind == eventTyped && c.Type != nil && c.Type.obj != nil && c.Event != nil:
 		obj, target = c.Type.obj, &eventVal{t: c.Type, ev: c.Event}
 	}
-	for _, name := range r.deps.event {
+	for i, name := range r.deps.event {
 		var v any
 		if obj != nil {
 			v = readField(obj, target, name)
 		}
-		out["event."+name] = v
+		out[r.reads[len(r.deps.twin)+i]] = v
 	}
 	return out
 }

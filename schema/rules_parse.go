@@ -113,6 +113,12 @@ func (p *parser) rule(s *Schema, r *Rule, e entry, env *twinEnvs) {
 	}
 	if r.cond != nil {
 		r.deps = analyze(s, r.cond.ast.NativeRep())
+		for _, name := range r.deps.twin {
+			r.reads = append(r.reads, "twin."+name)
+		}
+		for _, name := range r.deps.event {
+			r.reads = append(r.reads, "event."+name)
+		}
 		p.segmentNames(s, r.cond, p.scalarLoc(when, r.When), path("when"), "when")
 	}
 	switch {
