@@ -11,17 +11,24 @@ import (
 // OutputWrite is one atomic write to the output log: logged outputs with
 // their ids (an output that carries an action also writes the action's
 // current state), segment membership changes, the snapshots of twins a
-// sweep changed, and the partition marks, which say up to which event the
-// outputs are logged.
+// sweep changed, and up to which event each partition's outputs are logged.
 type OutputWrite struct {
 	Outputs []twinhub.Output
 	Members []Membership
 	// Twins are snapshots written with the outputs: a sweep's change is
 	// not in the archive for a replay to derive again, so the twin's state
-	// after it is saved with its outputs, or neither is.
+	// after it is saved with its outputs, or neither is. Marks go with them
+	// (the partitions' stored counts).
 	Twins []Snapshot
 	Marks []PartitionMark
-	Next  uint64 // the next output id to hand out
+	// Logged, when not nil, is by partition the highest seq whose outputs
+	// are logged, as shard Shard knows it: exact for its own partitions,
+	// maybe behind for the others'. A replay after a crash logs outputs
+	// only for events above it; those of the events at or below it are in
+	// the log already.
+	Shard  int
+	Logged []uint64
+	Next   uint64 // the next output id to hand out
 }
 
 // Membership is one twin entering (In) or leaving a segment.
@@ -39,6 +46,9 @@ type OutputStore interface {
 	WriteOutputs(w *OutputWrite) error
 	// NextOutputID returns the next output id to hand out (1 when none was).
 	NextOutputID() (uint64, error)
+	// LoadLogged returns by partition the highest Logged seq any shard
+	// wrote (0 for none), for partitions partitions.
+	LoadLogged(partitions int) ([]uint64, error)
 	// ReadOutputs calls fn for logged outputs with ID > after in ID order
 	// until fn returns false.
 	ReadOutputs(after uint64, fn func(twinhub.Output) bool) error

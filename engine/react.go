@@ -399,30 +399,39 @@ func (s *shard) sideEffect(sc *schema.Schema, t *twin, r *schema.Rule, a *schema
 }
 
 // flushOutputs logs the outputs and snapshots the last batch or sweep step
-// produced and hands live twin changes to watchers. With outputs or
-// snapshots go the marks of the shard's partitions, Logged moved up to the
-// last event applied: the outputs of every event up to it are now logged.
+// produced and hands live twin changes to watchers. With outputs goes every
+// partition's Logged seq, the shard's own moved up to the last event
+// applied: the outputs of every event up to it are now logged. With
+// snapshots go the marks of the shard's partitions.
 func (s *shard) flushOutputs() error {
 	w := &s.outW
 	var err error
 	if len(w.Outputs) > 0 || len(w.Members) > 0 || len(w.Twins) > 0 {
-		if len(w.Outputs) > 0 || len(w.Twins) > 0 {
+		if len(w.Outputs) > 0 {
+			w.Shard, w.Logged = s.id, w.Logged[:0]
+			for _, p := range s.e.parts {
+				w.Logged = append(w.Logged, p.logged.Load())
+			}
 			for _, p := range s.parts {
-				w.Marks = append(w.Marks, PartitionMark{Partition: p.id, Watermark: p.wm, Stored: p.stored,
-					Reflects: max(s.reflects, p.wm), Logged: max(p.logged, p.applied)})
+				w.Logged[p.id] = max(w.Logged[p.id], p.applied)
+			}
+		}
+		if len(w.Twins) > 0 {
+			for _, p := range s.parts {
+				w.Marks = append(w.Marks, PartitionMark{Partition: p.id, Watermark: p.wm, Stored: p.stored, Reflects: max(s.reflects, p.wm)})
 			}
 		}
 		if err = s.e.writeOutputs(w); err != nil {
 			// Lost unless a restart's replay derives them again, which it
-			// does for events above the partitions' Logged marks.
+			// does for events above the partitions' Logged seqs.
 			s.e.log.Error("write outputs", "shard", s.id, "outputs", len(w.Outputs), "err", err)
-		} else {
-			for i, m := range w.Marks {
-				s.parts[i].logged = m.Logged
+		} else if len(w.Logged) > 0 {
+			for _, p := range s.parts {
+				p.logged.Store(w.Logged[p.id])
 			}
 		}
 		clear(w.Outputs)
-		w.Outputs, w.Members, w.Twins, w.Marks = w.Outputs[:0], w.Members[:0], w.Twins[:0], w.Marks[:0]
+		w.Outputs, w.Members, w.Twins, w.Marks, w.Logged = w.Outputs[:0], w.Members[:0], w.Twins[:0], w.Marks[:0], w.Logged[:0]
 	}
 	if len(s.changes) > 0 {
 		s.e.out.publishChanges(s.changes)

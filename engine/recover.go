@@ -66,8 +66,17 @@ func (e *Engine) recover() (err error) {
 			return fmt.Errorf("checkpoint names partition %d of %d", m.Partition, len(e.parts))
 		}
 		p := e.parts[m.Partition]
-		p.wm, p.stored, p.logged = m.Watermark, m.Stored, m.Logged
+		p.wm, p.stored = m.Watermark, m.Stored
 		p.shard.twins.Add(m.Stored)
+	}
+	logged, err := e.store.LoadLogged(len(e.parts))
+	if err != nil {
+		return fmt.Errorf("load output marks: %w", err)
+	}
+	for i, p := range e.parts {
+		// Never above the archive's end: after a power loss took its tail,
+		// new events reuse those seqs, and their outputs are not logged.
+		p.logged.Store(min(logged[i], last))
 	}
 	ids := 0
 	err = e.store.LoadIDs(func(s SeenIDs) error {

@@ -24,12 +24,12 @@ type partition struct {
 	id        int
 	shard     *shard
 	twins     map[string]*twin
-	seen      idSet  // ids of archived events
-	stored    int64  // twins with a snapshot in the store
-	hotStored int64  // of which hot
-	wm        uint64 // persisted watermark
-	applied   uint64 // highest seq applied
-	logged    uint64 // highest seq whose outputs are logged (PartitionMark.Logged)
+	seen      idSet         // ids of archived events
+	stored    int64         // twins with a snapshot in the store
+	hotStored int64         // of which hot
+	wm        uint64        // persisted watermark
+	applied   uint64        // highest seq applied
+	logged    atomic.Uint64 // highest seq whose outputs are logged (OutputWrite.Logged)
 }
 
 // job is a unit of work for a shard: part of an ingest batch, a replayed
@@ -436,7 +436,7 @@ func (s *shard) apply(sc *schema.Schema, p *partition, ev *twinhub.Event, seq ui
 	if rc := s.e.rc.Load(); rc != nil && rc.sc == sc {
 		// A replay after a crash applies events again whose outputs were
 		// logged before it: the partition's Logged mark says up to which.
-		emit := !s.e.quiet.Load() && (!s.e.replaying.Load() || seq > p.logged)
+		emit := !s.e.quiet.Load() && (!s.e.replaying.Load() || seq > p.logged.Load())
 		s.react(rc, t, et, ev, et.Segments, now, emit)
 	}
 	if s.e.out.watching.Load() && !s.e.replaying.Load() {
@@ -725,7 +725,7 @@ func (s *shard) save(snaps []Snapshot, wm uint64) error {
 	marks := make([]PartitionMark, 0, len(s.parts))
 	for _, p := range s.parts {
 		pwm := max(wm, p.wm)
-		marks = append(marks, PartitionMark{Partition: p.id, Watermark: pwm, Stored: p.stored, Reflects: max(s.reflects, pwm), Logged: p.logged})
+		marks = append(marks, PartitionMark{Partition: p.id, Watermark: pwm, Stored: p.stored, Reflects: max(s.reflects, pwm)})
 	}
 	n := 0
 	for n < len(s.ids) && s.ids[n].seq <= wm {

@@ -35,10 +35,6 @@ type PartitionMark struct {
 	// so after a power loss it may be ahead of the archive: Open compares
 	// this with the archive's last seq and rebuilds when it is.
 	Reflects uint64
-	// Logged is the highest seq of the partition whose outputs are logged:
-	// a replay after a crash logs outputs only for events above it, since
-	// those of the events at or below it are in the log already.
-	Logged uint64
 }
 
 // SeenIDs are event-id hashes of one partition, persisted so that a restart

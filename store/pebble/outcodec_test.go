@@ -206,3 +206,29 @@ func FuzzDecodeOutputBlock(f *testing.F) {
 		}
 	})
 }
+
+// Every shard writes the whole vector, exact for its own partitions; a
+// restart takes the highest of each, also from shards of an earlier run
+// with more shards than this one.
+func TestLoadLoggedTakesTheHighest(t *testing.T) {
+	db := openTest(t, t.TempDir())
+	defer db.Close()
+	writes := []engine.OutputWrite{
+		{Shard: 0, Logged: []uint64{10, 3, 7}},
+		{Shard: 1, Logged: []uint64{4, 9, 2}},
+		{Shard: 5, Logged: []uint64{1, 1, 8}}, // an earlier run's shard
+		{Shard: 0, Logged: []uint64{12, 3, 7}},
+	}
+	for i := range writes {
+		if err := db.WriteOutputs(&writes[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := db.LoadLogged(4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []uint64{12, 9, 8, 0}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("LoadLogged = %v, want %v", got, want)
+	}
+}

@@ -99,6 +99,15 @@ func (s *DB) WriteOutputs(w *engine.OutputWrite) error {
 	if err := setTwins(b, w.Twins, w.Marks); err != nil {
 		return err
 	}
+	if len(w.Logged) > 0 {
+		v := binary.AppendUvarint(nil, uint64(len(w.Logged)))
+		for _, seq := range w.Logged {
+			v = binary.AppendUvarint(v, seq)
+		}
+		if err := b.Set(loggedKey(w.Shard), v, nil); err != nil {
+			return err
+		}
+	}
 	if w.Next > 0 {
 		if err := b.Set(append([]byte{'m'}, metaOutputsNext...), binary.AppendUvarint(nil, w.Next), nil); err != nil {
 			return err
@@ -107,6 +116,29 @@ func (s *DB) WriteOutputs(w *engine.OutputWrite) error {
 	// No sync: the process's writes survive its crash in the OS; a power
 	// loss is the rebuild's business (see engine's package doc).
 	return b.Commit(cpebble.NoSync)
+}
+
+func loggedKey(shard int) []byte { return binary.BigEndian.AppendUint16([]byte{'q', 0}, uint16(shard)) }
+
+// LoadLogged implements engine.OutputStore: the highest of what every
+// shard wrote, including shards of an earlier run with another layout.
+func (s *DB) LoadLogged(partitions int) ([]uint64, error) {
+	out := make([]uint64, partitions)
+	err := s.scan([]byte{'q', 0}, []byte{'q', 1}, func(k, v []byte) (bool, error) {
+		d := decoder{v: v}
+		n := d.uvarint()
+		for i := uint64(0); i < n && !d.bad; i++ {
+			seq := d.uvarint()
+			if i < uint64(partitions) {
+				out[i] = max(out[i], seq)
+			}
+		}
+		if d.bad || len(d.v) > 0 {
+			return false, fmt.Errorf("corrupt output marks %x", k)
+		}
+		return true, nil
+	})
+	return out, err
 }
 
 // NextOutputID implements engine.OutputStore.
@@ -293,10 +325,11 @@ func (s *DB) SegmentSizes() (map[string]int64, error) {
 func (s *DB) ResetSegments() error {
 	b := s.db.NewBatch()
 	defer b.Close()
-	// 'q' held per-twin output revisions in versions before the partition
-	// marks' Logged; deleting them here clears what such a version left.
-	for _, r := range [][2]byte{{'j', 'k'}, {'q', 'r'}} {
-		if err := b.DeleteRange([]byte{r[0]}, []byte{r[1]}, nil); err != nil {
+	// 'q' then a twin key held per-twin output revisions in versions
+	// before the Logged seqs ('q' 0x00); deleting them clears what such a
+	// version left.
+	for _, r := range [][2][]byte{{{'j'}, {'k'}}, {{'q', 0x20}, {'r'}}} {
+		if err := b.DeleteRange(r[0], r[1], nil); err != nil {
 			return err
 		}
 	}

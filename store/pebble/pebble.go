@@ -10,7 +10,7 @@
 //	'k' key                             twin directory entry (empty value)
 //	'r' run(8)                          a timeline run's size in twin keys
 //	's' key                             twin snapshot
-//	'w' partition(2)                    partition mark: watermark, stored twins, reflects, logged
+//	'w' partition(2)                    partition mark: watermark, stored twins, reflects
 //	'd' n(8)                            a batch of seen event-id hashes
 //	'v' version(4)                      schema source
 //	'm' name                            meta values ("schema" = active version)
@@ -22,6 +22,7 @@
 //	'n' id(8)                           action as it is now (outcodec.go)
 //	'p' id(8)                           index of actions pending approval
 //	'j' segment 0x00 key                segment membership
+//	'q' 0x00 shard(2)                   by partition, the highest seq whose outputs are logged, as the shard knew
 //	'h' segment 0x00 time(8)            segment size history
 //	'y' 0x00 id(8)                      webhook delivery, JSON (deliveries.go)
 //	'y' 0x01                            the webhook dispatcher's output cursor and last delivery ID
@@ -374,7 +375,6 @@ func setTwins(b *cpebble.Batch, snaps []engine.Snapshot, marks []engine.Partitio
 		v = binary.AppendUvarint(v[:0], m.Watermark)
 		v = binary.AppendVarint(v, m.Stored)
 		v = binary.AppendUvarint(v, m.Reflects)
-		v = binary.AppendUvarint(v, m.Logged)
 		if err := b.Set(markKey(m.Partition), v, nil); err != nil {
 			return err
 		}
@@ -407,15 +407,7 @@ func (s *DB) LoadMarks() ([]engine.PartitionMark, error) {
 		if r <= 0 {
 			return nil, fmt.Errorf("corrupt partition mark %q", k)
 		}
-		// Logged came later: a mark without it logged nothing.
-		var logged uint64
-		if rest := v[n+m+r:]; len(rest) > 0 {
-			var l int
-			if logged, l = binary.Uvarint(rest); l <= 0 {
-				return nil, fmt.Errorf("corrupt partition mark %q", k)
-			}
-		}
-		out = append(out, engine.PartitionMark{Partition: int(k[1])<<8 | int(k[2]), Watermark: wm, Stored: stored, Reflects: reflects, Logged: logged})
+		out = append(out, engine.PartitionMark{Partition: int(k[1])<<8 | int(k[2]), Watermark: wm, Stored: stored, Reflects: reflects})
 	}
 	return out, it.Error()
 }
