@@ -128,8 +128,9 @@ func (e *Engine) Rules() []RuleInfo {
 	}
 	out := make([]RuleInfo, len(rc.sc.Rules))
 	for i, r := range rc.sc.Rules {
+		evaluated, fired := rc.ruleCounts(i)
 		ri := RuleInfo{Name: r.Name, Description: r.Description, On: r.On, When: r.When, Mode: r.Mode.String(),
-			Priority: r.Priority, Enabled: r.Enabled, Evaluated: rc.evaluated[i].Load(), Fired: rc.fired[i].Load()}
+			Priority: r.Priority, Enabled: r.Enabled, Evaluated: evaluated, Fired: fired}
 		if ri.On == nil {
 			ri.On = []string{}
 		}

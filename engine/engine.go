@@ -152,7 +152,7 @@ func Open(opts Options) (*Engine, error) {
 	for i := range e.parts {
 		e.parts[i] = &partition{id: i, twins: make(map[string]*twin)}
 	}
-	nsh := min(e.opts.Shards, e.opts.Partitions)
+	nsh := e.shardCount()
 	e.shards = make([]*shard, nsh)
 	for i := range e.shards {
 		e.shards[i] = newShard(e, i, opts.MemoryBudget/int64(nsh))
@@ -230,12 +230,16 @@ func (e *Engine) loadSchema() error {
 	return nil
 }
 
+// shardCount is how many shards the engine runs; known, unlike
+// len(e.shards), before the shards are made.
+func (e *Engine) shardCount() int { return min(e.opts.Shards, e.opts.Partitions) }
+
 // activate makes sc the active schema, with fresh segment and rule
 // counters. Callers make sure no shard is applying events.
 func (e *Engine) activate(sc *schema.Schema) {
 	e.sc.Store(sc)
 	if active(sc) {
-		e.rc.Store(newReaction(sc))
+		e.rc.Store(newReaction(sc, e.shardCount()))
 	} else {
 		e.rc.Store(nil)
 	}

@@ -60,17 +60,40 @@ func (t *twin) inSegment(i int) bool { return t.rs != nil && getBit(t.rs.segs, i
 // reaction is the per-schema runtime of segments and rules: the firing
 // order and the counters the API reports. A schema swap replaces it.
 type reaction struct {
-	sc        *schema.Schema
-	rank      []int // rule index -> position in firing order
-	all       []int // every segment index
-	sizes     []atomic.Int64
-	fired     []atomic.Int64
-	evaluated []atomic.Int64
+	sc     *schema.Schema
+	rank   []int // rule index -> position in firing order
+	all    []int // every segment index
+	sizes  []atomic.Int64
+	counts []ruleCounts // by shard
 }
 
-func newReaction(sc *schema.Schema) *reaction {
+// ruleCounts are one shard's counts of evaluations and firings by rule.
+// Only that shard writes them, so they cost a plain increment; counters
+// shared by the shards bounced between the cores on every evaluation.
+type ruleCounts struct {
+	evaluated, fired []atomic.Int64
+}
+
+func (c *ruleCounts) count(counters []atomic.Int64, rule int) {
+	n := &counters[rule]
+	n.Store(n.Load() + 1) // one writer: no read-modify-write needed
+}
+
+// ruleCounts sums rule's counts across the shards.
+func (r *reaction) ruleCounts(rule int) (evaluated, fired int64) {
+	for i := range r.counts {
+		evaluated += r.counts[i].evaluated[rule].Load()
+		fired += r.counts[i].fired[rule].Load()
+	}
+	return evaluated, fired
+}
+
+func newReaction(sc *schema.Schema, shards int) *reaction {
 	r := &reaction{sc: sc, rank: make([]int, len(sc.Rules)), sizes: make([]atomic.Int64, len(sc.Segments)),
-		fired: make([]atomic.Int64, len(sc.Rules)), evaluated: make([]atomic.Int64, len(sc.Rules))}
+		counts: make([]ruleCounts, shards)}
+	for i := range r.counts {
+		r.counts[i] = ruleCounts{evaluated: make([]atomic.Int64, len(sc.Rules)), fired: make([]atomic.Int64, len(sc.Rules))}
+	}
 	for i := range sc.Segments {
 		r.all = append(r.all, i)
 	}
@@ -263,7 +286,8 @@ func (s *shard) output(kind twinhub.OutputKind, t *twin, ev *twinhub.Event, et *
 func (s *shard) fire(rc *reaction, t *twin, tr *trigger, now int64, emit bool, k int) int {
 	r := rc.sc.Rules[tr.rule]
 	tv := &s.vars
-	rc.evaluated[r.Index].Add(1)
+	counts := &rc.counts[s.id]
+	counts.count(counts.evaluated, r.Index)
 	holds := r.Holds(tv, &tr.cause, now)
 	if r.Mode == schema.ModeEdge {
 		was := t.rs != nil && getBit(t.rs.edge, r.Index)
@@ -289,7 +313,7 @@ func (s *shard) fire(rc *reaction, t *twin, tr *trigger, now int64, emit bool, k
 		}
 		st.fired[j].at = now
 	}
-	rc.fired[r.Index].Add(1)
+	counts.count(counts.fired, r.Index)
 	var receipt twinhub.Receipt
 	if emit {
 		receipt = twinhub.Receipt{SchemaVersion: rc.sc.Version, Rule: r.Name, When: r.When, Trigger: triggerName(&tr.cause),
