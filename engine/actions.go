@@ -24,7 +24,7 @@ func (e *Engine) Segments() []SegmentInfo {
 	}
 	out := make([]SegmentInfo, len(rc.sc.Segments))
 	for i, s := range rc.sc.Segments {
-		out[i] = SegmentInfo{Name: s.Name, Description: s.Description, When: s.Expr, Size: rc.sizes[i].Load(), TimeDependent: s.TimeDependent}
+		out[i] = SegmentInfo{Name: s.Name, Description: s.Description, When: s.Expr, Size: rc.size(i), TimeDependent: s.TimeDependent}
 	}
 	return out
 }
@@ -83,7 +83,7 @@ func (e *Engine) RecordSegmentSizes() error {
 	}
 	sizes := make(map[string]int64, len(rc.sc.Segments))
 	for i, s := range rc.sc.Segments {
-		sizes[s.Name] = rc.sizes[i].Load()
+		sizes[s.Name] = rc.size(i)
 	}
 	return e.store.SaveSegmentSizes(e.Now(), sizes)
 }
@@ -98,8 +98,13 @@ func (e *Engine) loadSegmentSizes() error {
 	if err != nil {
 		return fmt.Errorf("count segment members: %w", err)
 	}
+	// The stored count goes to the first shard; the others count from 0
+	// what they add and remove.
 	for i, s := range rc.sc.Segments {
-		rc.sizes[i].Store(sizes[s.Name])
+		for j := range rc.counts {
+			rc.counts[j].members[i].Store(0)
+		}
+		rc.counts[0].members[i].Store(sizes[s.Name])
 	}
 	return nil
 }

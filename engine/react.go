@@ -61,23 +61,20 @@ func (t *twin) inSegment(i int) bool { return t.rs != nil && getBit(t.rs.segs, i
 // order and the counters the API reports. A schema swap replaces it.
 type reaction struct {
 	sc     *schema.Schema
-	rank   []int // rule index -> position in firing order
-	all    []int // every segment index
-	sizes  []atomic.Int64
-	counts []ruleCounts // by shard
+	rank   []int    // rule index -> position in firing order
+	all    []int    // every segment index
+	counts []counts // by shard
 }
 
-// ruleCounts are one shard's counts of evaluations and firings by rule.
-// Only that shard writes them, so they cost a plain increment; counters
-// shared by the shards bounced between the cores on every evaluation.
-type ruleCounts struct {
-	evaluated, fired []atomic.Int64
+// counts are one shard's counters: evaluations and firings by rule, and
+// the members it added to each segment less those it removed. Only that
+// shard writes them, so they cost a plain increment; counters shared by
+// the shards bounced between the cores on every evaluation.
+type counts struct {
+	evaluated, fired, members []atomic.Int64
 }
 
-func (c *ruleCounts) count(counters []atomic.Int64, rule int) {
-	n := &counters[rule]
-	n.Store(n.Load() + 1) // one writer: no read-modify-write needed
-}
+func add(n *atomic.Int64, d int64) { n.Store(n.Load() + d) } // one writer: no read-modify-write needed
 
 // ruleCounts sums rule's counts across the shards.
 func (r *reaction) ruleCounts(rule int) (evaluated, fired int64) {
@@ -88,11 +85,20 @@ func (r *reaction) ruleCounts(rule int) (evaluated, fired int64) {
 	return evaluated, fired
 }
 
-func newReaction(sc *schema.Schema, shards int) *reaction {
-	r := &reaction{sc: sc, rank: make([]int, len(sc.Rules)), sizes: make([]atomic.Int64, len(sc.Segments)),
-		counts: make([]ruleCounts, shards)}
+// size sums segment seg's members across the shards.
+func (r *reaction) size(seg int) int64 {
+	var n int64
 	for i := range r.counts {
-		r.counts[i] = ruleCounts{evaluated: make([]atomic.Int64, len(sc.Rules)), fired: make([]atomic.Int64, len(sc.Rules))}
+		n += r.counts[i].members[seg].Load()
+	}
+	return n
+}
+
+func newReaction(sc *schema.Schema, shards int) *reaction {
+	r := &reaction{sc: sc, rank: make([]int, len(sc.Rules)), counts: make([]counts, shards)}
+	for i := range r.counts {
+		r.counts[i] = counts{evaluated: make([]atomic.Int64, len(sc.Rules)), fired: make([]atomic.Int64, len(sc.Rules)),
+			members: make([]atomic.Int64, len(sc.Segments))}
 	}
 	for i := range sc.Segments {
 		r.all = append(r.all, i)
@@ -250,7 +256,7 @@ func (s *shard) reactPass(rc *reaction, t *twin, et *schema.EventType, ev *twinh
 			if !ch.in {
 				delta = -1
 			}
-			rc.sizes[ch.seg].Add(delta)
+			add(&rc.counts[s.id].members[ch.seg], delta)
 			s.outW.Members = append(s.outW.Members, Membership{Segment: seg.Name, Key: t.key, In: ch.in})
 		}
 		if emit {
@@ -287,7 +293,7 @@ func (s *shard) fire(rc *reaction, t *twin, tr *trigger, now int64, emit bool, k
 	r := rc.sc.Rules[tr.rule]
 	tv := &s.vars
 	counts := &rc.counts[s.id]
-	counts.count(counts.evaluated, r.Index)
+	add(&counts.evaluated[r.Index], 1)
 	holds := r.Holds(tv, &tr.cause, now)
 	if r.Mode == schema.ModeEdge {
 		was := t.rs != nil && getBit(t.rs.edge, r.Index)
@@ -313,7 +319,7 @@ func (s *shard) fire(rc *reaction, t *twin, tr *trigger, now int64, emit bool, k
 		}
 		st.fired[j].at = now
 	}
-	counts.count(counts.fired, r.Index)
+	add(&counts.fired[r.Index], 1)
 	var receipt twinhub.Receipt
 	if emit {
 		receipt = twinhub.Receipt{SchemaVersion: rc.sc.Version, Rule: r.Name, When: r.When, Trigger: triggerName(&tr.cause),
