@@ -66,6 +66,11 @@ type operand struct {
 	f    func(tv TwinVars, ev *twinhub.Event, now int64) (float64, tri)
 	s    func(tv TwinVars, ev *twinhub.Event) (string, tri)
 	b    func(tv TwinVars, ev *twinhub.Event) (bool, tri)
+	// konst marks a numeric constant, its value in ki (int, time,
+	// duration) or kf (double): comparisons with one skip calling it.
+	konst bool
+	ki    int64
+	kf    float64
 }
 
 func (o operand) ok() bool { return o.kind != 0 }
@@ -180,6 +185,22 @@ var compareOps = map[string]compareOp{
 }
 
 // ordered applies op to a and b.
+// flip is the operator that gives the same answer with the operands
+// swapped: a < b is b > a.
+func (op compareOp) flip() compareOp {
+	switch op {
+	case opLess:
+		return opGreater
+	case opLessEq:
+		return opGreaterEq
+	case opGreater:
+		return opLess
+	case opGreaterEq:
+		return opLessEq
+	}
+	return op
+}
+
 func ordered[T int64 | float64 | string](op compareOp, a, b T) bool {
 	switch op {
 	case opLess:
@@ -217,7 +238,35 @@ func (c nativeCompiler) compare(op compareOp, l, r operand) native {
 	}
 	intLike := func(k valKind) bool { return k == kindInt || k == kindTime || k == kindDuration }
 	numeric := func(k valKind) bool { return k == kindInt || k == kindDouble }
+	if l.konst && !r.konst { // 5 < twin.x is twin.x > 5
+		l, r, op = r, l, op.flip()
+	}
 	switch {
+	case r.konst && intLike(l.kind) && l.kind == r.kind:
+		// Most comparisons are of a field with a constant: one call, not two.
+		b := r.ki
+		return func(tv TwinVars, ev *twinhub.Event, now int64) tri {
+			a, sa := l.i(tv, ev, now)
+			if sa != triTrue {
+				return sa
+			}
+			return triOf(ordered(op, a, b))
+		}
+	case r.konst && numeric(l.kind) && numeric(r.kind):
+		lf, b := l.double(), r.kf
+		if r.kind == kindInt {
+			b = float64(r.ki)
+		}
+		return func(tv TwinVars, ev *twinhub.Event, now int64) tri {
+			a, sa := lf(tv, ev, now)
+			if sa != triTrue {
+				return sa
+			}
+			if a != a || b != b { // NaN: nothing compares, everything differs
+				return triOf(op == opNe)
+			}
+			return triOf(ordered(op, a, b))
+		}
 	case intLike(l.kind) && l.kind == r.kind:
 		return func(tv TwinVars, ev *twinhub.Event, now int64) tri {
 			a, sa := l.i(tv, ev, now)
@@ -417,7 +466,7 @@ func constant(v any) operand {
 		return constInt(kindInt, int64(v))
 	case types.Double:
 		f := float64(v)
-		return operand{kind: kindDouble, f: func(TwinVars, *twinhub.Event, int64) (float64, tri) { return f, triTrue }}
+		return operand{kind: kindDouble, f: func(TwinVars, *twinhub.Event, int64) (float64, tri) { return f, triTrue }, konst: true, kf: f}
 	case types.String:
 		s := string(v)
 		return operand{kind: kindString, s: func(TwinVars, *twinhub.Event) (string, tri) { return s, triTrue }}
@@ -435,7 +484,7 @@ func constant(v any) operand {
 }
 
 func constInt(k valKind, i int64) operand {
-	return operand{kind: k, i: func(TwinVars, *twinhub.Event, int64) (int64, tri) { return i, triTrue }}
+	return operand{kind: k, i: func(TwinVars, *twinhub.Event, int64) (int64, tri) { return i, triTrue }, konst: true, ki: i}
 }
 
 // Times whose unix nanoseconds fit an int64 (1678 to 2262); others run in CEL.
@@ -482,27 +531,31 @@ func (c nativeCompiler) twinField(name string) operand {
 	if !ok {
 		return operand{}
 	}
+	// Each getter calls AggNum itself: these run for nearly every
+	// evaluation, and a shared helper closure was a call more.
 	i := a.Index
-	get := func(tv TwinVars, now int64) (float64, tri) {
-		v, ok := tv.AggNum(i, now)
-		if !ok {
-			return 0, triErr
-		}
-		return v, triTrue
-	}
 	switch aggCELType(a.Spec) {
 	case types.IntType:
 		return operand{kind: kindInt, i: func(tv TwinVars, _ *twinhub.Event, now int64) (int64, tri) {
-			v, st := get(tv, now)
-			return int64(v), st
+			v, ok := tv.AggNum(i, now)
+			if !ok {
+				return 0, triErr
+			}
+			return int64(v), triTrue
 		}}
 	case types.DoubleType:
-		return operand{kind: kindDouble, f: func(tv TwinVars, _ *twinhub.Event, now int64) (float64, tri) { return get(tv, now) }}
+		return operand{kind: kindDouble, f: func(tv TwinVars, _ *twinhub.Event, now int64) (float64, tri) {
+			v, ok := tv.AggNum(i, now)
+			if !ok {
+				return 0, triErr
+			}
+			return v, triTrue
+		}}
 	case types.TimestampType:
 		return operand{kind: kindTime, i: func(tv TwinVars, _ *twinhub.Event, now int64) (int64, tri) {
-			v, st := get(tv, now)
-			if st != triTrue {
-				return 0, st
+			v, ok := tv.AggNum(i, now)
+			if !ok {
+				return 0, triErr
 			}
 			return microsToNano(v)
 		}}
@@ -696,6 +749,20 @@ func doubleArith(fn string, l, r operand) operand {
 // nanoseconds; a result that overflows declines, since CEL's answer there
 // depends on its ranges.
 func intArith(k valKind, l, r operand, op func(a, b int64) (int64, bool)) operand {
+	if r.konst { // twin.events_total % 1000: one call, not two
+		b := r.ki
+		return operand{kind: k, i: func(tv TwinVars, ev *twinhub.Event, now int64) (int64, tri) {
+			a, sa := l.i(tv, ev, now)
+			if sa != triTrue {
+				return 0, sa
+			}
+			v, ok := op(a, b)
+			if !ok {
+				return 0, triCEL
+			}
+			return v, triTrue
+		}}
+	}
 	return operand{kind: k, i: func(tv TwinVars, ev *twinhub.Event, now int64) (int64, tri) {
 		a, sa := l.i(tv, ev, now)
 		b, sb := r.i(tv, ev, now)
