@@ -232,12 +232,9 @@ func (s *shard) reactPass(rc *reaction, t *twin, et *schema.EventType, ev *twinh
 			changes = append(changes, segChange{seg: si, in: in})
 		}
 	}
-	trig := s.trigBuf[:0]
-	for _, ri := range rules {
-		trig = append(trig, trigger{rule: ri, cause: schema.Cause{Type: et, Event: ev}})
-	}
+	trig := s.trigBuf[:0] // the rules segment changes trigger
 	defer func() { s.segBuf, s.trigBuf = changes[:0], trig[:0] }()
-	if len(changes) == 0 && len(trig) == 0 {
+	if len(changes) == 0 && len(rules) == 0 {
 		return k, false
 	}
 	if len(changes) > 0 && et == nil && k == 0 {
@@ -268,12 +265,28 @@ func (s *shard) reactPass(rc *reaction, t *twin, et *schema.EventType, ev *twinh
 		}
 	}
 	// The event's rules are in firing order (EventType.Rules), and so are
-	// each change's (Segment.OnEnter, OnExit): only a mix needs sorting.
-	if len(trig) > len(rules) && len(trig) > 1 && !slices.IsSortedFunc(trig, rc.byRank) {
-		slices.SortFunc(trig, rc.byRank)
+	// each change's (Segment.OnEnter, OnExit). Most events change no
+	// segment that triggers a rule: their rules fire in order as they are.
+	cause := schema.Cause{Type: et, Event: ev}
+	if len(trig) == 0 {
+		for _, ri := range rules {
+			k = s.fire(rc, t, ri, &cause, now, emit, k)
+		}
+		return k, len(changes) > 0
+	}
+	// The event's triggers go in front, so that the stable sort fires a
+	// rule the event triggers before the same rule a change triggers.
+	n := len(trig)
+	trig = slices.Grow(trig, len(rules))[:n+len(rules)]
+	copy(trig[len(rules):], trig[:n])
+	for i, ri := range rules {
+		trig[i] = trigger{rule: ri, cause: cause}
+	}
+	if len(trig) > 1 {
+		slices.SortStableFunc(trig, rc.byRank)
 	}
 	for i := range trig {
-		k = s.fire(rc, t, &trig[i], now, emit, k)
+		k = s.fire(rc, t, trig[i].rule, &trig[i].cause, now, emit, k)
 	}
 	return k, len(changes) > 0
 }
@@ -289,12 +302,12 @@ func (s *shard) output(kind twinhub.OutputKind, t *twin, ev *twinhub.Event, et *
 
 // fire evaluates one triggered rule and, when it fires, does its actions.
 // k is the next output ordinal of the revision; fire returns the next one.
-func (s *shard) fire(rc *reaction, t *twin, tr *trigger, now int64, emit bool, k int) int {
-	r := rc.sc.Rules[tr.rule]
+func (s *shard) fire(rc *reaction, t *twin, rule int, cause *schema.Cause, now int64, emit bool, k int) int {
+	r := rc.sc.Rules[rule]
 	tv := &s.vars
 	counts := &rc.counts[s.id]
 	add(&counts.evaluated[r.Index], 1)
-	holds := r.Holds(tv, &tr.cause, now)
+	holds := r.Holds(tv, cause, now)
 	if r.Mode == schema.ModeEdge {
 		was := t.rs != nil && getBit(t.rs.edge, r.Index)
 		if holds != was {
@@ -322,16 +335,16 @@ func (s *shard) fire(rc *reaction, t *twin, tr *trigger, now int64, emit bool, k
 	add(&counts.fired[r.Index], 1)
 	var receipt twinhub.Receipt
 	if emit {
-		receipt = twinhub.Receipt{SchemaVersion: rc.sc.Version, Rule: r.Name, When: r.When, Trigger: triggerName(&tr.cause),
-			Twin: t.key, Revision: t.rev, Time: time.Unix(0, now).UTC(), Reads: r.Reads(tv, &tr.cause, now)}
-		if tr.cause.Event != nil {
-			receipt.Event = strings.Clone(tr.cause.Event.ID)
+		receipt = twinhub.Receipt{SchemaVersion: rc.sc.Version, Rule: r.Name, When: r.When, Trigger: triggerName(cause),
+			Twin: t.key, Revision: t.rev, Time: time.Unix(0, now).UTC(), Reads: r.Reads(tv, cause, now)}
+		if cause.Event != nil {
+			receipt.Event = strings.Clone(cause.Event.ID)
 		}
 	}
 	for _, a := range r.Actions {
-		s.sideEffect(rc.sc, t, r, a, &tr.cause, now, k)
+		s.sideEffect(rc.sc, t, r, a, cause, now, k)
 		if emit {
-			s.outW.Outputs = append(s.outW.Outputs, s.action(rc.sc, t, r, a, &tr.cause, now, k, receipt))
+			s.outW.Outputs = append(s.outW.Outputs, s.action(rc.sc, t, r, a, cause, now, k, receipt))
 		}
 		k++
 	}
