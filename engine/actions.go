@@ -24,7 +24,7 @@ func (e *Engine) Segments() []SegmentInfo {
 	}
 	out := make([]SegmentInfo, len(rc.sc.Segments))
 	for i, s := range rc.sc.Segments {
-		out[i] = SegmentInfo{Name: s.Name, Description: s.Description, When: s.Expr, Size: rc.size(i), TimeDependent: s.TimeDependent}
+		out[i] = SegmentInfo{Name: s.Name, Description: s.Description, When: s.Expr, Size: rc.sum(rc.membersAt(i)), TimeDependent: s.TimeDependent}
 	}
 	return out
 }
@@ -83,7 +83,7 @@ func (e *Engine) RecordSegmentSizes() error {
 	}
 	sizes := make(map[string]int64, len(rc.sc.Segments))
 	for i, s := range rc.sc.Segments {
-		sizes[s.Name] = rc.size(i)
+		sizes[s.Name] = rc.sum(rc.membersAt(i))
 	}
 	return e.store.SaveSegmentSizes(e.Now(), sizes)
 }
@@ -102,9 +102,12 @@ func (e *Engine) loadSegmentSizes() error {
 	// what they add and remove.
 	for i, s := range rc.sc.Segments {
 		for j := range rc.counts {
-			rc.counts[j].members[i].Store(0)
+			rc.counts[j].n[rc.membersAt(i)] = 0
 		}
-		rc.counts[0].members[i].Store(sizes[s.Name])
+		rc.counts[0].n[rc.membersAt(i)] = sizes[s.Name]
+	}
+	for j := range rc.counts {
+		rc.publish(j)
 	}
 	return nil
 }
@@ -133,7 +136,7 @@ func (e *Engine) Rules() []RuleInfo {
 	}
 	out := make([]RuleInfo, len(rc.sc.Rules))
 	for i, r := range rc.sc.Rules {
-		evaluated, fired := rc.ruleCounts(i)
+		evaluated, fired := rc.sum(rc.evaluatedAt(i)), rc.sum(rc.firedAt(i))
 		ri := RuleInfo{Name: r.Name, Description: r.Description, On: r.On, When: r.When, Mode: r.Mode.String(),
 			Priority: r.Priority, Enabled: r.Enabled, Evaluated: evaluated, Fired: fired}
 		if ri.On == nil {

@@ -66,39 +66,45 @@ type reaction struct {
 	counts []counts // by shard
 }
 
-// counts are one shard's counters: evaluations and firings by rule, and
-// the members it added to each segment less those it removed. Only that
-// shard writes them, so they cost a plain increment; counters shared by
-// the shards bounced between the cores on every evaluation.
+// counts are one shard's counters, laid out as evaluations by rule, then
+// firings by rule, then by segment the members the shard added less those
+// it removed. The shard counts in n, plain integers only it touches (a
+// counter shared by the shards bounced its cache line between the cores
+// on every evaluation, and an atomic store is a locked instruction), and
+// publishes n to pub after each batch for readers.
 type counts struct {
-	evaluated, fired, members []atomic.Int64
+	n   []int64
+	pub []atomic.Int64
 }
 
-func add(n *atomic.Int64, d int64) { n.Store(n.Load() + d) } // one writer: no read-modify-write needed
+func (r *reaction) evaluatedAt(rule int) int { return rule }
+func (r *reaction) firedAt(rule int) int     { return len(r.sc.Rules) + rule }
+func (r *reaction) membersAt(seg int) int    { return 2*len(r.sc.Rules) + seg }
 
-// ruleCounts sums rule's counts across the shards.
-func (r *reaction) ruleCounts(rule int) (evaluated, fired int64) {
-	for i := range r.counts {
-		evaluated += r.counts[i].evaluated[rule].Load()
-		fired += r.counts[i].fired[rule].Load()
+// publish copies shard's counts for readers.
+func (r *reaction) publish(shard int) {
+	c := &r.counts[shard]
+	for i, v := range c.n {
+		if c.pub[i].Load() != v {
+			c.pub[i].Store(v)
+		}
 	}
-	return evaluated, fired
 }
 
-// size sums segment seg's members across the shards.
-func (r *reaction) size(seg int) int64 {
+// sum adds counter i (a ...At index) across the shards, as last published.
+func (r *reaction) sum(i int) int64 {
 	var n int64
-	for i := range r.counts {
-		n += r.counts[i].members[seg].Load()
+	for s := range r.counts {
+		n += r.counts[s].pub[i].Load()
 	}
 	return n
 }
 
 func newReaction(sc *schema.Schema, shards int) *reaction {
 	r := &reaction{sc: sc, rank: make([]int, len(sc.Rules)), counts: make([]counts, shards)}
+	n := 2*len(sc.Rules) + len(sc.Segments)
 	for i := range r.counts {
-		r.counts[i] = counts{evaluated: make([]atomic.Int64, len(sc.Rules)), fired: make([]atomic.Int64, len(sc.Rules)),
-			members: make([]atomic.Int64, len(sc.Segments))}
+		r.counts[i] = counts{n: make([]int64, n), pub: make([]atomic.Int64, n)}
 	}
 	for i := range sc.Segments {
 		r.all = append(r.all, i)
@@ -253,7 +259,7 @@ func (s *shard) reactPass(rc *reaction, t *twin, et *schema.EventType, ev *twinh
 			if !ch.in {
 				delta = -1
 			}
-			add(&rc.counts[s.id].members[ch.seg], delta)
+			rc.counts[s.id].n[rc.membersAt(ch.seg)] += delta
 			s.outW.Members = append(s.outW.Members, Membership{Segment: seg.Name, Key: t.key, In: ch.in})
 		}
 		if emit {
@@ -305,8 +311,8 @@ func (s *shard) output(kind twinhub.OutputKind, t *twin, ev *twinhub.Event, et *
 func (s *shard) fire(rc *reaction, t *twin, rule int, cause *schema.Cause, now int64, emit bool, k int) int {
 	r := rc.sc.Rules[rule]
 	tv := &s.vars
-	counts := &rc.counts[s.id]
-	add(&counts.evaluated[r.Index], 1)
+	counts := rc.counts[s.id].n
+	counts[rc.evaluatedAt(r.Index)]++
 	holds := r.Holds(tv, cause, now)
 	if r.Mode == schema.ModeEdge {
 		was := t.rs != nil && getBit(t.rs.edge, r.Index)
@@ -332,7 +338,7 @@ func (s *shard) fire(rc *reaction, t *twin, rule int, cause *schema.Cause, now i
 		}
 		st.fired[j].at = now
 	}
-	add(&counts.fired[r.Index], 1)
+	counts[rc.firedAt(r.Index)]++
 	var receipt twinhub.Receipt
 	if emit {
 		receipt = twinhub.Receipt{SchemaVersion: rc.sc.Version, Rule: r.Name, When: r.When, Trigger: triggerName(cause),

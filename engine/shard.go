@@ -286,6 +286,9 @@ func (s *shard) process(jobs []*job) {
 		s.mu.Unlock()
 	}
 	s.flushOutputs() // an error is logged; the outputs are derived again after a restart
+	if rc := s.e.rc.Load(); rc != nil {
+		rc.publish(s.id)
+	}
 	for _, j := range jobs {
 		if j.replay {
 			s.e.replayed.Add(int64(len(j.idx)))

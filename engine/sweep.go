@@ -115,6 +115,7 @@ func (s *shard) sweepChunk(rc *reaction, pos int) int {
 	if err := s.flushOutputs(); err != nil {
 		s.undoWritten(written)
 	}
+	rc.publish(s.id)
 	s.snapBuf = buf[:0]
 	return changed
 }
