@@ -3,6 +3,7 @@ package pebble
 import (
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"testing"
 	"time"
@@ -230,5 +231,98 @@ func TestLoadLoggedTakesTheHighest(t *testing.T) {
 	}
 	if want := []uint64{12, 9, 8, 0}; !reflect.DeepEqual(got, want) {
 		t.Fatalf("LoadLogged = %v, want %v", got, want)
+	}
+}
+
+// A new action is written once, in its output block; its key points there.
+// Trimming the block moves the action to its key, and an update made
+// before the trim is not overwritten with the action as first logged.
+func TestActionsOutliveTrimmedOutputs(t *testing.T) {
+	db := openTest(t, t.TempDir())
+	defer db.Close()
+	t0 := time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
+	act := func(id uint64, at time.Time, status twinhub.ActionStatus) *twinhub.Action {
+		return &twinhub.Action{ID: id, Key: fmt.Sprintf("c/1/%d/0", id), Kind: "offer", Rule: "r", Twin: "c", Revision: id, Time: at, Status: status,
+			Receipt: twinhub.Receipt{SchemaVersion: 1, Rule: "r", Trigger: "purchase", Twin: "c", Revision: id, Time: at}}
+	}
+	old, later := t0, t0.Add(48*time.Hour)
+	w := []engine.OutputWrite{
+		{Outputs: []twinhub.Output{
+			{ID: 1, Kind: twinhub.ActionFired, Time: old, Twin: "c", Rule: "r", Action: act(1, old, twinhub.ActionFiredStatus)},
+			{ID: 2, Kind: twinhub.ActionFired, Time: old, Twin: "c", Rule: "r", Action: act(2, old, twinhub.ActionPending)},
+			{ID: 3, Kind: twinhub.SegmentEntered, Time: old, Twin: "c", Segment: "s"},
+		}, Next: 4},
+		// Action 2 approved, a day later, in a block of its own.
+		{Outputs: []twinhub.Output{{ID: 4, Kind: twinhub.ActionUpdated, Time: old.Add(24 * time.Hour), Twin: "c", Rule: "r",
+			Action: func() *twinhub.Action {
+				a := act(2, old, twinhub.ActionApproved)
+				a.Decision = &twinhub.Decision{By: "ana", At: old.Add(24 * time.Hour)}
+				return a
+			}()}}, Next: 5},
+		{Outputs: []twinhub.Output{{ID: 5, Kind: twinhub.ActionFired, Time: later, Twin: "c", Rule: "r", Action: act(5, later, twinhub.ActionFiredStatus)}}, Next: 6},
+	}
+	for i := range w {
+		if err := db.WriteOutputs(&w[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(when string) {
+		t.Helper()
+		var got []string
+		if err := db.Actions(0, func(a twinhub.Action) bool {
+			got = append(got, fmt.Sprintf("%d:%s", a.ID, a.Status))
+			return true
+		}); err != nil {
+			t.Fatalf("%s: %v", when, err)
+		}
+		if want := []string{"1:fired", "2:approved", "5:fired"}; !reflect.DeepEqual(got, want) {
+			t.Fatalf("%s: actions %v, want %v", when, got, want)
+		}
+		a, ok, err := db.Action(1)
+		if err != nil || !ok || a.Key != "c/1/1/0" || a.ID != 1 {
+			t.Fatalf("%s: action 1 = %+v, %v, %v", when, a, ok, err)
+		}
+		if a, _, _ := db.Action(2); a.Decision == nil || a.Decision.By != "ana" {
+			t.Fatalf("%s: action 2 lost its approval: %+v", when, a)
+		}
+	}
+	check("before the trim")
+	if err := db.TrimOutputs(t0.Add(36 * time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	var ids []uint64
+	if err := db.ReadOutputs(0, func(o twinhub.Output) bool { ids = append(ids, o.ID); return true }); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(ids, []uint64{5}) {
+		t.Fatalf("outputs after the trim: %v, want [5]", ids)
+	}
+	check("after the trim")
+}
+
+// Trimming goes trimBlocks blocks per batch, until none is old enough.
+func TestTrimOutputsInBatches(t *testing.T) {
+	db := openTest(t, t.TempDir())
+	defer db.Close()
+	t0 := time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
+	const blocks = 2*trimBlocks + 5
+	for i := range uint64(blocks) {
+		o := twinhub.Output{ID: i + 1, Kind: twinhub.ActionFired, Time: t0, Twin: "c", Rule: "r",
+			Action: &twinhub.Action{ID: i + 1, Key: fmt.Sprint(i), Kind: "tag", Rule: "r", Twin: "c", Time: t0, Status: twinhub.ActionFiredStatus}}
+		if err := db.WriteOutputs(&engine.OutputWrite{Outputs: []twinhub.Output{o}, Next: i + 2}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.TrimOutputs(t0.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	db.ReadOutputs(0, func(twinhub.Output) bool { n++; return true })
+	m := 0
+	if err := db.Actions(0, func(twinhub.Action) bool { m++; return true }); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 || m != blocks {
+		t.Fatalf("after the trim: %d outputs, %d actions; want 0 and %d", n, m, blocks)
 	}
 }

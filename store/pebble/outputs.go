@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -61,18 +62,31 @@ func (s *DB) WriteOutputs(w *engine.OutputWrite) error {
 			return err
 		}
 	}
+	locked := false // s.actMu, taken for writes of whole actions (see TrimOutputs)
 	for i := range w.Outputs {
 		a := w.Outputs[i].Action
 		if a == nil {
 			continue
 		}
-		var err error
-		if enc, err = appendAction(append(enc[:0], codecBinary), a); err != nil {
-			return fmt.Errorf("encode action %d: %w", a.ID, err)
+		// A new action is in the output block just written: its key says
+		// so with an empty value, and the action is encoded once. An
+		// update writes the action as it now is.
+		enc = enc[:0]
+		if w.Outputs[i].Kind != twinhub.ActionFired {
+			if !locked {
+				s.actMu.Lock()
+				defer s.actMu.Unlock()
+				locked = true
+			}
+			var err error
+			if enc, err = appendAction(append(enc, codecBinary), a); err != nil {
+				return fmt.Errorf("encode action %d: %w", a.ID, err)
+			}
 		}
 		if err := b.Set(actionKey(a.ID), enc, nil); err != nil {
 			return err
 		}
+		var err error
 		switch {
 		case a.Status == twinhub.ActionPending:
 			err = b.Set(pendingKey(a.ID), nil, nil)
@@ -195,13 +209,45 @@ func decodeOutputs(first uint64, v []byte, after uint64, fn func(twinhub.Output)
 	return fn(o), nil
 }
 
+// trimBlocks is how many output blocks TrimOutputs deletes per batch, and
+// so how long at most it holds up updates of actions.
+const trimBlocks = 64
+
 // TrimOutputs implements engine.OutputStore. It deletes whole blocks: those
-// whose newest output is older than before.
+// whose newest output is older than before. Actions outlive the output
+// log: a new action's key points into its block (an empty value), so the
+// action is first copied to its key, in the batch that deletes the block,
+// unless an update has put it there already.
 func (s *DB) TrimOutputs(before time.Time) error {
+	for {
+		done, err := s.trimSome(before)
+		if err != nil || done {
+			return err
+		}
+	}
+}
+
+// trimSome trims up to trimBlocks blocks and reports whether it is done.
+func (s *DB) trimSome(before time.Time) (bool, error) {
+	// Updates of actions wait, so that none is overwritten with the action
+	// as it was first logged.
+	s.actMu.Lock()
+	defer s.actMu.Unlock()
+	b := s.db.NewBatch()
+	defer b.Close()
 	var end []byte
+	n, done := 0, true
 	err := s.scan([]byte{'o'}, []byte{'p'}, func(k, v []byte) (bool, error) {
+		if n == trimBlocks {
+			done = false
+			return false, nil
+		}
+		if len(k) != 9 {
+			return false, fmt.Errorf("corrupt output key %x", k)
+		}
 		var newest time.Time
-		if len(v) > 0 && v[0] == '{' {
+		var outs []twinhub.Output
+		if len(v) > 0 && v[0] == '{' { // one output in JSON, from before blocks
 			var o struct{ Time time.Time }
 			if err := json.Unmarshal(v, &o); err != nil {
 				return false, fmt.Errorf("corrupt output %x: %w", k, err)
@@ -212,31 +258,132 @@ func (s *DB) TrimOutputs(before time.Time) error {
 			if _, newest = d.blockHeader(); d.bad {
 				return false, fmt.Errorf("corrupt output block %x", k)
 			}
+			if !newest.Before(before) {
+				return false, nil
+			}
+			if _, err := decodeOutputBlock(binary.BigEndian.Uint64(k[1:]), v, 0, func(o twinhub.Output) bool {
+				outs = append(outs, o)
+				return true
+			}); err != nil {
+				return false, err
+			}
 		}
 		if !newest.Before(before) {
-			end = bytes.Clone(k)
 			return false, nil
 		}
+		for _, o := range outs {
+			if o.Kind != twinhub.ActionFired || o.Action == nil {
+				continue
+			}
+			if err := s.keepAction(b, o.Action); err != nil {
+				return false, err
+			}
+		}
 		end = prefixEnd(k)
+		n++
 		return true, nil
 	})
 	if err != nil || end == nil {
+		return true, err
+	}
+	if err := b.DeleteRange([]byte{'o'}, end, nil); err != nil {
+		return false, err
+	}
+	return done, b.Commit(cpebble.NoSync)
+}
+
+// keepAction adds to b the action a as logged, when its key still points
+// into the output log.
+func (s *DB) keepAction(b *cpebble.Batch, a *twinhub.Action) error {
+	v, ok, err := s.get(actionKey(a.ID))
+	if err != nil || !ok || len(v) > 0 {
 		return err
 	}
-	return s.db.DeleteRange([]byte{'o'}, end, cpebble.NoSync)
+	enc, err := appendAction([]byte{codecBinary}, a)
+	if err != nil {
+		return fmt.Errorf("encode action %d: %w", a.ID, err)
+	}
+	return b.Set(actionKey(a.ID), enc, nil)
 }
 
 // Action implements engine.OutputStore.
 func (s *DB) Action(id uint64) (twinhub.Action, bool, error) {
+	snap := s.db.NewSnapshot()
+	defer snap.Close()
 	var a twinhub.Action
-	v, ok, err := s.get(actionKey(id))
-	if err != nil || !ok {
+	v, closer, err := snap.Get(actionKey(id))
+	if errors.Is(err, cpebble.ErrNotFound) {
+		return a, false, nil
+	}
+	if err != nil {
 		return a, false, err
 	}
-	if a, err = decodeActionValue(id, v); err != nil {
+	defer closer.Close()
+	logged := loggedActions{r: snap}
+	defer logged.close()
+	if a, err = logged.action(id, v); err != nil {
 		return a, false, err
 	}
 	return a, true, nil
+}
+
+// loggedActions decodes the values of action keys, reading the actions
+// whose value is empty from their output blocks in r. It keeps the block
+// it read last, so that ids asked for in increasing order read each block
+// once.
+type loggedActions struct {
+	r     cpebble.Reader
+	it    *cpebble.Iterator
+	first uint64
+	outs  []twinhub.Output
+}
+
+func (l *loggedActions) close() {
+	if l.it != nil {
+		l.it.Close()
+	}
+}
+
+func (l *loggedActions) action(id uint64, v []byte) (twinhub.Action, error) {
+	if len(v) > 0 {
+		return decodeActionValue(id, v)
+	}
+	if len(l.outs) == 0 || id < l.first || id-l.first >= uint64(len(l.outs)) {
+		if err := l.load(id); err != nil {
+			return twinhub.Action{}, err
+		}
+	}
+	if id >= l.first && id-l.first < uint64(len(l.outs)) {
+		if o := l.outs[id-l.first]; o.Kind == twinhub.ActionFired && o.Action != nil {
+			return *o.Action, nil
+		}
+	}
+	return twinhub.Action{}, fmt.Errorf("corrupt action %d: not in the output log", id)
+}
+
+// load decodes the block that holds output id.
+func (l *loggedActions) load(id uint64) error {
+	if l.it == nil {
+		it, err := l.r.NewIter(&cpebble.IterOptions{LowerBound: []byte{'o'}, UpperBound: []byte{'p'}})
+		if err != nil {
+			return err
+		}
+		l.it = it
+	}
+	l.outs = l.outs[:0]
+	if !l.it.SeekLT(outputKey(id + 1)) {
+		return l.it.Error()
+	}
+	k := l.it.Key()
+	if len(k) != 9 {
+		return fmt.Errorf("corrupt output key %x", k)
+	}
+	l.first = binary.BigEndian.Uint64(k[1:])
+	_, err := decodeOutputs(l.first, l.it.Value(), 0, func(o twinhub.Output) bool {
+		l.outs = append(l.outs, o)
+		return true
+	})
+	return err
 }
 
 // decodeActionValue decodes the value of action key id: binary, or JSON as
@@ -258,16 +405,31 @@ func decodeActionValue(id uint64, v []byte) (twinhub.Action, error) {
 
 // Actions implements engine.OutputStore.
 func (s *DB) Actions(after uint64, fn func(twinhub.Action) bool) error {
-	return s.scan(actionKey(after+1), []byte{'o'}, func(k, v []byte) (bool, error) {
+	// One snapshot for the keys and the blocks: a trim in between moves an
+	// action from one to the other.
+	snap := s.db.NewSnapshot()
+	defer snap.Close()
+	logged := loggedActions{r: snap}
+	defer logged.close()
+	it, err := snap.NewIter(&cpebble.IterOptions{LowerBound: actionKey(after + 1), UpperBound: []byte{'o'}})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for ok := it.First(); ok; ok = it.Next() {
+		k := it.Key()
 		if len(k) != 9 {
-			return false, fmt.Errorf("corrupt action key %x", k)
+			return fmt.Errorf("corrupt action key %x", k)
 		}
-		a, err := decodeActionValue(binary.BigEndian.Uint64(k[1:]), v)
+		a, err := logged.action(binary.BigEndian.Uint64(k[1:]), it.Value())
 		if err != nil {
-			return false, err
+			return err
 		}
-		return fn(a), nil
-	})
+		if !fn(a) {
+			return nil
+		}
+	}
+	return it.Error()
 }
 
 // PendingActions implements engine.OutputStore.

@@ -19,7 +19,7 @@
 //	'x' 0x02                            the last dead letter ID handed out
 //	'g' name                            source mapping (YAML)
 //	'o' id(8)                           output log block: one batch's outputs from id on (outcodec.go)
-//	'n' id(8)                           action as it is now (outcodec.go)
+//	'n' id(8)                           action as it is now (outcodec.go); empty: as in its output block
 //	'p' id(8)                           index of actions pending approval
 //	'j' segment 0x00 key                segment membership
 //	'q' 0x00 shard(2)                   by partition, the highest seq whose outputs are logged, as the shard knew
@@ -71,6 +71,7 @@ type DB struct {
 	idSeq  atomic.Uint64
 	dl     deadLetters
 	dv     sync.Mutex // serialises delivery writes (deliveries.go)
+	actMu  sync.Mutex // serialises updates of actions with their moves out of the output log (outputs.go)
 	cache  interface{ Unref() }
 	closed atomic.Bool
 }
