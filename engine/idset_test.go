@@ -38,3 +38,34 @@ func TestIDSet(t *testing.T) {
 		t.Error("lookup of an absent id succeeded")
 	}
 }
+
+func TestIDQueue(t *testing.T) {
+	var q idQueue
+	for i := range uint64(3*idChunk + 10) {
+		q.push(idAt{seq: i + 1})
+	}
+	want := uint64(1)
+	check := func(upTo uint64, n int) {
+		t.Helper()
+		got := q.upTo(upTo, func(x idAt) {
+			if x.seq != want {
+				t.Fatalf("upTo(%d): seq %d, want %d", upTo, x.seq, want)
+			}
+			want++
+		})
+		if got != n {
+			t.Fatalf("upTo(%d) = %d, want %d", upTo, got, n)
+		}
+		q.drop(got)
+	}
+	check(0, 0)
+	check(10, 10)
+	check(idChunk+5, idChunk-5)       // across a chunk boundary
+	check(3*idChunk, 2*idChunk-5)     // whole chunks
+	q.push(idAt{seq: 3*idChunk + 11}) // after drops, pushes go on
+	check(1<<40, 11)
+	check(1<<40, 0)
+	q.push(idAt{seq: 5 * idChunk})
+	want = 5 * idChunk
+	check(1<<40, 1)
+}

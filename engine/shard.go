@@ -68,6 +68,70 @@ type idAt struct {
 	id  IDHash
 }
 
+// idQueue holds the ids applied but not yet persisted, in seq order. A
+// shard holds up to ReplayLag of them, a million by default: in one slice
+// they were copied on every doubling and shifted down after every save,
+// so they are kept in chunks, and a save drops whole chunks.
+type idQueue struct {
+	chunks [][]idAt // each idChunk long, but the last may be shorter
+	head   int      // entries of chunks[0] already dropped
+	spare  []idAt   // a dropped chunk, for reuse
+}
+
+const idChunk = 4096
+
+func (q *idQueue) push(x idAt) {
+	if n := len(q.chunks); n == 0 || len(q.chunks[n-1]) == idChunk {
+		c := q.spare[:0]
+		if c == nil {
+			c = make([]idAt, 0, idChunk)
+		}
+		q.spare = nil
+		q.chunks = append(q.chunks, c)
+	}
+	last := &q.chunks[len(q.chunks)-1]
+	*last = append(*last, x)
+}
+
+// upTo calls fn with the ids at the front with seq <= seq and returns how
+// many there are.
+func (q *idQueue) upTo(seq uint64, fn func(idAt)) int {
+	n := 0
+	for ci, c := range q.chunks {
+		start := 0
+		if ci == 0 {
+			start = q.head
+		}
+		for _, x := range c[start:] {
+			if x.seq > seq {
+				return n
+			}
+			fn(x)
+			n++
+		}
+	}
+	return n
+}
+
+// drop removes n ids from the front.
+func (q *idQueue) drop(n int) {
+	for n > 0 && len(q.chunks) > 0 {
+		left := len(q.chunks[0]) - q.head
+		if n < left {
+			q.head += n
+			return
+		}
+		n -= left
+		if len(q.chunks) == 1 {
+			q.chunks[0], q.head = q.chunks[0][:0], 0 // the only chunk: reuse it in place
+			return
+		}
+		q.spare = q.chunks[0]
+		q.chunks[0] = nil
+		q.chunks, q.head = q.chunks[1:], 0
+	}
+}
+
 type syncItem struct {
 	commit Commit
 	jobs   []*job
@@ -91,7 +155,7 @@ type shard struct {
 	budget    int64
 	dirty     []dirtyEntry // FIFO by since, from dirtyOff on
 	dirtyOff  int
-	ids       []idAt          // ids not yet persisted, by seq
+	ids       idQueue         // ids not yet persisted, by seq
 	tl        []TimelineEntry // timeline entries not yet written, by seq
 	tlWriting []TimelineEntry // the run the background writer is writing
 	tlSpare   []TimelineEntry // the other buffer, reused
@@ -309,7 +373,7 @@ func (s *shard) process(jobs []*job) {
 	// persisted with the checkpoint that moves the watermark past it.
 	if !s.e.rebuilding.Load() {
 		for i := range pend {
-			s.ids = append(s.ids, idAt{seq: pend[i].seq, p: int32(pend[i].p.id), id: pend[i].id})
+			s.ids.push(idAt{seq: pend[i].seq, p: int32(pend[i].p.id), id: pend[i].id})
 		}
 	}
 	if len(s.newKeys) > 0 {
@@ -730,24 +794,16 @@ func (s *shard) save(snaps []Snapshot, wm uint64) error {
 		pwm := max(wm, p.wm)
 		marks = append(marks, PartitionMark{Partition: p.id, Watermark: pwm, Stored: p.stored, Reflects: max(s.reflects, pwm)})
 	}
-	n := 0
-	for n < len(s.ids) && s.ids[n].seq <= wm {
-		n++
-	}
+	byPart := make(map[int32][]IDHash)
+	n := s.ids.upTo(wm, func(x idAt) { byPart[x.p] = append(byPart[x.p], x.id) })
 	var seen []SeenIDs
-	if n > 0 {
-		byPart := make(map[int32][]IDHash)
-		for _, x := range s.ids[:n] {
-			byPart[x.p] = append(byPart[x.p], x.id)
-		}
-		for p, ids := range byPart {
-			seen = append(seen, SeenIDs{Partition: int(p), IDs: ids})
-		}
+	for p, ids := range byPart {
+		seen = append(seen, SeenIDs{Partition: int(p), IDs: ids})
 	}
 	if err := s.e.store.SaveTwins(snaps, marks, seen, false); err != nil {
 		return err
 	}
-	s.ids = append(s.ids[:0], s.ids[n:]...)
+	s.ids.drop(n)
 	s.mu.Lock()
 	for i, p := range s.parts {
 		p.wm = marks[i].Watermark

@@ -89,9 +89,11 @@ func (t inProcess) ingester() func(context.Context, *batch) (counts, error) {
 	var b ingest.Batch
 	return func(ctx context.Context, bt *batch) (counts, error) {
 		b.Reset()
+		dec.BeginBatch() // one receive time per batch, as the HTTP handler has per body
 		for _, l := range bt.lines {
 			dec.Decode(l, &b)
 		}
+		dec.EndBatch()
 		if err := t.e.Ingest(ctx, &b, sc); err != nil {
 			return counts{}, err
 		}
