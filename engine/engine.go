@@ -26,6 +26,7 @@ const (
 
 	DefaultSweepInterval   = time.Minute
 	DefaultOutputRetention = 7 * 24 * time.Hour
+	DefaultColdSweep       = 15 * time.Minute
 )
 
 // Options configure an Engine. Zero values mean the documented defaults.
@@ -57,6 +58,11 @@ type Options struct {
 	// re-evaluated on every hot twin, pending actions expire and segment
 	// sizes are recorded. Default 1 minute; negative disables the loop.
 	SweepInterval time.Duration
+	// ColdSweepInterval is how often the same is done for cold twins, those
+	// beyond the memory budget, which are read from the store for it (and
+	// loaded only when time changed them). Default 15 minutes; negative
+	// disables it.
+	ColdSweepInterval time.Duration
 	// OutputRetention is how long the output log keeps segment changes and
 	// actions for stream clients that resume. Default 7 days. The action
 	// log itself is kept.
@@ -130,6 +136,9 @@ func Open(opts Options) (*Engine, error) {
 	}
 	if opts.TimelineRun <= 0 {
 		opts.TimelineRun = DefaultTimelineRun
+	}
+	if opts.ColdSweepInterval == 0 {
+		opts.ColdSweepInterval = DefaultColdSweep
 	}
 	if opts.SweepInterval == 0 {
 		opts.SweepInterval = DefaultSweepInterval

@@ -29,7 +29,7 @@ import (
 //	clock TIME        set the clock (RFC 3339)
 //	advance DURATION  move the clock forward (30d, 1h, ...)
 //	event             ingest the input lines, "KEY TYPE field=value ...", at the clock
-//	sweep             re-evaluate time-dependent segments
+//	sweep [cold]      re-evaluate time-dependent segments of hot twins (of cold ones)
 //	twin KEY          print the twin's segments, tags and attributes
 //	approve ID BY     approve action ID (reject and expire likewise)
 //	restart           close and reopen the engine on the same store
@@ -117,7 +117,11 @@ func (r *rulesScript) run(t *testing.T, d *datadriven.TestData) string {
 		}
 		return out.String() + r.outputs(t)
 	case "sweep":
-		n, err := r.h.e.Sweep(context.Background())
+		sweep := r.h.e.Sweep
+		if d.HasArg("cold") {
+			sweep = r.h.e.SweepCold
+		}
+		n, err := sweep(context.Background())
 		if err != nil {
 			d.Fatalf(t, "sweep: %v", err)
 		}

@@ -1,7 +1,9 @@
 package engine
 
 import (
+	"cmp"
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -23,8 +25,8 @@ const sweepShare = 0.25
 // Sweep re-evaluates the segments that time alone can change (windows
 // emptying, days passing) on every hot twin, logging the entries and exits
 // it finds and firing the rules they trigger, as if an event had come. It
-// returns how many twins changed. Cold twins are re-evaluated when next
-// loaded by an event. The background loop calls it every SweepInterval.
+// returns how many twins changed. Cold twins are SweepCold's. The
+// background loop calls it every SweepInterval.
 func (e *Engine) Sweep(ctx context.Context) (int, error) {
 	rc := e.rc.Load()
 	if rc == nil || len(rc.sc.TimedSegments) == 0 {
@@ -89,17 +91,159 @@ func (s *shard) sweep(ctx context.Context, rc *reaction) (int, error) {
 	}
 }
 
+// SweepCold does what Sweep does for cold twins: it reads the snapshot of
+// every twin not in memory, evaluates the segments time alone can change,
+// and loads and reacts on only those twins whose membership time changed.
+// It returns how many twins changed. The background loop calls it every
+// ColdSweepInterval.
+func (e *Engine) SweepCold(ctx context.Context) (int, error) {
+	rc := e.rc.Load()
+	if rc == nil || len(rc.sc.TimedSegments) == 0 {
+		return 0, nil
+	}
+	e.gate.RLock()
+	defer e.gate.RUnlock()
+	if e.closed {
+		return 0, twinhub.Errorf(twinhub.EUNAVAILABLE, "engine is closed")
+	}
+	// The key directory is read here, in key order; each shard gets its
+	// keys in steps of sweepChunk, run between its batches like a sweep's.
+	changed := 0
+	batches := make([][]string, len(e.shards))
+	flush := func(i int) error {
+		if len(batches[i]) == 0 {
+			return nil
+		}
+		n, err := e.shards[i].sweepColdStep(ctx, rc, batches[i])
+		changed += n
+		batches[i] = batches[i][:0]
+		return err
+	}
+	var err error
+	scanErr := e.store.Keys("", func(key string) bool {
+		p := e.parts[e.PartitionOf(key)]
+		if !p.hasCold() {
+			return true
+		}
+		i := p.shard.id
+		batches[i] = append(batches[i], key)
+		if len(batches[i]) == sweepChunk {
+			err = flush(i)
+		}
+		return err == nil && ctx.Err() == nil
+	})
+	for i := range batches {
+		if err == nil {
+			err = flush(i)
+		}
+	}
+	if err == nil {
+		err = cmp.Or(scanErr, ctx.Err())
+	}
+	return changed, err
+}
+
+// hasCold reports whether some of p's twins are only in the store.
+func (p *partition) hasCold() bool {
+	p.shard.mu.RLock()
+	defer p.shard.mu.RUnlock()
+	return p.stored > p.hotStored
+}
+
+// sweepColdStep runs one step of a cold sweep over keys on the shard
+// goroutine, then waits as a sweep does so that ingestion keeps its pace.
+func (s *shard) sweepColdStep(ctx context.Context, rc *reaction, keys []string) (int, error) {
+	changed, busy := 0, false
+	var took time.Duration
+	err := s.step(func() error {
+		if s.e.rc.Load() != rc {
+			return nil // the schema changed
+		}
+		t0 := time.Now()
+		var err error
+		changed, err = s.sweepCold(rc, keys)
+		took, busy = time.Since(t0), len(s.in) > 0
+		return err
+	})
+	if err == nil && busy {
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Duration(float64(took) * (1 - sweepShare) / sweepShare)):
+		}
+	}
+	return changed, err
+}
+
+// sweepCold re-evaluates the timed segments of the cold twins among keys.
+// A twin whose membership time changed is loaded, as an event would load
+// it, and goes through the hot path: its outputs are logged and it is
+// saved with them.
+func (s *shard) sweepCold(rc *reaction, keys []string) (int, error) {
+	now := s.e.nowNS()
+	sc := rc.sc
+	var load []string
+	for _, key := range keys {
+		s.mu.RLock()
+		_, hot := s.e.parts[s.e.PartitionOf(key)].twins[key]
+		s.mu.RUnlock()
+		if hot {
+			continue // the hot sweep's
+		}
+		data, ok, err := s.e.store.LoadTwin(key)
+		if err != nil {
+			return 0, fmt.Errorf("load twin %q: %w", key, err)
+		}
+		if !ok {
+			continue
+		}
+		// A look, not a load: nothing of it is kept, so nothing is interned.
+		t, err := decodeSnapshot(key, data, sc.Version, sc.Layout, func(v string) string { return v })
+		if err != nil {
+			return 0, fmt.Errorf("load twin %q: %w", key, err)
+		}
+		s.vars.reset(t, sc.Layout, now)
+		for _, si := range sc.TimedSegments {
+			if sc.Segments[si].Match(&s.vars, now) != t.inSegment(si) {
+				load = append(load, key)
+				break
+			}
+		}
+	}
+	if len(load) == 0 {
+		return 0, nil
+	}
+	var twins []*twin
+	s.mu.Lock()
+	for _, key := range load {
+		t, err := s.twinFor(sc, s.e.parts[s.e.PartitionOf(key)], key, false)
+		if err != nil {
+			s.mu.Unlock()
+			return 0, err
+		}
+		if t != nil {
+			twins = append(twins, t)
+		}
+	}
+	s.mu.Unlock()
+	return s.sweepTwins(rc, twins, now), nil
+}
+
 // sweepChunk re-evaluates the timed segments of ring[pos:pos+sweepChunk].
 func (s *shard) sweepChunk(rc *reaction, pos int) int {
-	now := s.e.nowNS()
 	end := min(pos+sweepChunk, len(s.ring))
+	return s.sweepTwins(rc, s.ring[pos:end], s.e.nowNS())
+}
+
+// sweepTwins re-evaluates the timed segments of hot twins, logs what
+// changed and saves the twins it changed with those outputs.
+func (s *shard) sweepTwins(rc *reaction, twins []*twin, now int64) int {
 	changed := 0
 	sc, w := rc.sc, &s.outW
 	buf := s.snapBuf[:0]
 	var written []writtenTwin
 	emit := !s.e.quiet.Load()
 	s.mu.Lock()
-	for _, t := range s.ring[pos:end] {
+	for _, t := range twins {
 		if !s.react(rc, t, nil, nil, sc.TimedSegments, now, emit) {
 			continue
 		}
@@ -145,7 +289,7 @@ func (e *Engine) background(stop <-chan struct{}, done chan<- struct{}) {
 	defer tick.Stop()
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() { <-stop; cancel() }()
-	lastTrim := time.Time{}
+	lastTrim, lastCold := time.Time{}, time.Now()
 	for {
 		select {
 		case <-stop:
@@ -154,6 +298,12 @@ func (e *Engine) background(stop <-chan struct{}, done chan<- struct{}) {
 		}
 		if _, err := e.Sweep(ctx); err != nil && ctx.Err() == nil {
 			e.log.Error("segment sweep", "err", err)
+		}
+		if cold := e.opts.ColdSweepInterval; cold > 0 && time.Since(lastCold) >= cold {
+			lastCold = time.Now()
+			if _, err := e.SweepCold(ctx); err != nil && ctx.Err() == nil {
+				e.log.Error("cold segment sweep", "err", err)
+			}
 		}
 		if _, err := e.ExpireActions(); err != nil {
 			e.log.Error("expire pending actions", "err", err)

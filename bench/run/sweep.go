@@ -31,7 +31,10 @@ type SweepOptions struct {
 	Connections int
 	// DataDir as in Options.
 	DataDir string
-	Logger  *slog.Logger
+	// Cold reopens the engine before the load, so that every twin is cold,
+	// and runs the cold sweep (Engine.SweepCold).
+	Cold   bool
+	Logger *slog.Logger
 }
 
 // SweepReport is what RunSweep measured.
@@ -94,11 +97,17 @@ func RunSweep(ctx context.Context, o SweepOptions) (rep SweepReport, err error) 
 	}
 	var skew atomic.Int64 // how far the engine's clock is ahead of the wall
 	now := func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
-	e, err := engine.Open(engine.Options{Store: db, Schema: sc, Logger: o.Logger, Now: now, SweepInterval: -1})
+	eopts := engine.Options{Store: db, Schema: sc, Logger: o.Logger, Now: now, SweepInterval: -1}
+	e, err := engine.Open(eopts)
 	if err != nil {
 		return rep, errors.Join(err, db.Close())
 	}
-	defer func() { err = errors.Join(err, e.Close(), db.Close()) }()
+	defer func() {
+		if e != nil {
+			err = errors.Join(err, e.Close())
+		}
+		err = errors.Join(err, db.Close())
+	}()
 
 	// One purchase per twin, an hour ago.
 	dec := ingest.NewDecoder(sc, now, "bench")
@@ -114,6 +123,20 @@ func RunSweep(ctx context.Context, o SweepOptions) (rep SweepReport, err error) 
 		if err := e.Ingest(ctx, &b, sc); err != nil {
 			return rep, err
 		}
+	}
+
+	sweep := e.Sweep
+	if o.Cold {
+		// Closing saves every twin; the engine opened again loads none.
+		err := e.Close()
+		e = nil
+		if err != nil {
+			return rep, err
+		}
+		if e, err = engine.Open(eopts); err != nil {
+			return rep, err
+		}
+		sc, sweep = e.Schema(), e.SweepCold
 	}
 
 	// Ingest the load throughout; sample its rate every 100 ms.
@@ -181,7 +204,7 @@ func RunSweep(ctx context.Context, o SweepOptions) (rep SweepReport, err error) 
 	}
 	done := make(chan result, 1)
 	go func() {
-		n, err := e.Sweep(ctx)
+		n, err := sweep(ctx)
 		done <- result{n, err}
 	}()
 	var during []float64

@@ -337,7 +337,9 @@ func newBenchSweepCmd(e env) *cobra.Command {
 that lasts 30 days, then moves the engine's clock 31 days on and runs the
 sweep that takes them all out of it, without any event, while the standard
 workload is ingested over --connections streams. It reports ingestion
-before and during the sweep, and the sweep's duration.`,
+before and during the sweep, and the sweep's duration. With --cold the
+engine is reopened before the load, so the twins are cold (in the store,
+not in memory) and the cold sweep reads them.`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			o.Lines, _ = generateLines(workload.Options{Events: 1_000_000, Customers: workload.DefaultCustomers, Seed: workload.DefaultSeed})
@@ -354,5 +356,6 @@ before and during the sweep, and the sweep's duration.`,
 	fs.IntVar(&o.Twins, "twins", 1_000_000, "twins the sweep turns over")
 	fs.IntVar(&o.Connections, "connections", run.DefaultConnections, "concurrent ingesting streams")
 	fs.StringVar(&o.DataDir, "data", "", "data directory (default: a temporary one, removed after)")
+	fs.BoolVar(&o.Cold, "cold", false, "sweep cold twins: reopen the engine first, so that none is in memory")
 	return c
 }
