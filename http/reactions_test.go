@@ -665,7 +665,7 @@ func TestDispatcherRestart(t *testing.T) {
 	}
 
 	rc.set(0, false)
-	start()
+	second := start()
 	ts.ingest(purchase("e-5", "c-5", at, 100)) // followed on from the cursor
 	eventually(t, func() (bool, string) {
 		d := stored(twinhub.DeliveryDelivered)
@@ -685,5 +685,24 @@ func TestDispatcherRestart(t *testing.T) {
 		if processed[a.Key] != 1 {
 			t.Errorf("action %s processed %d times, want once", a.Key, processed[a.Key])
 		}
+	}
+
+	// Eight days on, a dispatcher that starts prunes what was delivered
+	// (the retention is a week) and resends nothing.
+	if err := second.Close(); err != nil {
+		t.Fatal(err)
+	}
+	later := twhttp.NewDispatcher(twhttp.DispatcherOptions{Engine: ts.e, Store: ts.db,
+		Now: func() time.Time { return time.Now().Add(8 * 24 * time.Hour) }})
+	if err := later.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { later.Close() })
+	eventually(t, func() (bool, string) {
+		n := len(stored(""))
+		return n == 0, fmt.Sprintf("%d deliveries left", n)
+	})
+	if _, processed, _ := rc.snapshot(); len(processed) != 6 {
+		t.Errorf("the receiver processed %d actions after the prune, want still 6", len(processed))
 	}
 }

@@ -33,6 +33,9 @@ const (
 	DefaultWebhookMaxBackoff  = 5 * time.Minute
 	DefaultWebhookAttempts    = 10
 	DefaultWebhookConcurrency = 8
+	// DefaultDeliveryRetention is how long delivered deliveries stay in
+	// the delivery log, as long as the output log keeps outputs.
+	DefaultDeliveryRetention = 7 * 24 * time.Hour
 )
 
 // ActionTarget is the webhook name of deliveries to the URL of a webhook
@@ -67,6 +70,9 @@ type DeliveryStore interface {
 	Deliveries(status twinhub.DeliveryStatus, after uint64, fn func(twinhub.Delivery) bool) error
 	// DeliveryCounts counts deliveries by webhook and status.
 	DeliveryCounts() (map[string]map[twinhub.DeliveryStatus]int64, error)
+	// PruneDeliveries deletes the deliveries delivered before before;
+	// pending and dead ones stay.
+	PruneDeliveries(before time.Time) (int, error)
 }
 
 // DispatcherOptions configure a Dispatcher. Zero values mean the
@@ -99,6 +105,10 @@ type DispatcherOptions struct {
 	// Now is the clock of delivery records and signatures; default
 	// time.Now.
 	Now func() time.Time
+	// Retention is how long a delivered delivery stays in the log; the
+	// dispatcher prunes older ones every hour. Default
+	// DefaultDeliveryRetention; dead and pending deliveries stay.
+	Retention time.Duration
 }
 
 // Dispatcher sends actions to webhooks. It follows the engine's output log
@@ -168,6 +178,9 @@ func NewDispatcher(opts DispatcherOptions) *Dispatcher {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.Retention <= 0 {
+		opts.Retention = DefaultDeliveryRetention
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Dispatcher{opts: opts, e: opts.Engine, store: opts.Store, log: opts.Logger, metrics: opts.Metrics,
 		wake: make(chan struct{}, 1), sem: make(chan struct{}, opts.Concurrency), ctx: ctx, cancel: cancel}
@@ -193,10 +206,29 @@ func (d *Dispatcher) Start() error {
 		return fmt.Errorf("resume pending deliveries: %w", err)
 	}
 	d.state = 1
-	d.wg.Add(2)
+	d.wg.Add(3)
 	go d.follow(cursor)
 	go d.schedule()
+	go d.prune()
 	return nil
+}
+
+// prune deletes delivered deliveries older than the retention, at start
+// and every hour, until Close.
+func (d *Dispatcher) prune() {
+	defer d.wg.Done()
+	for {
+		if n, err := d.store.PruneDeliveries(d.opts.Now().Add(-d.opts.Retention)); err != nil {
+			d.log.Error("webhooks: prune delivered deliveries", slog.Any("err", err))
+		} else if n > 0 {
+			d.log.Info("webhooks: pruned delivered deliveries", slog.Int("deliveries", n))
+		}
+		select {
+		case <-time.After(time.Hour):
+		case <-d.ctx.Done():
+			return
+		}
+	}
 }
 
 // Close stops following, cancels the attempts in flight (they stay

@@ -1,9 +1,11 @@
 package pebble
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	cpebble "github.com/cockroachdb/pebble/v2"
 	"github.com/twinhub/twinhub"
@@ -193,6 +195,61 @@ func (s *DB) Deliveries(status twinhub.DeliveryStatus, after uint64, fn func(twi
 		}
 		return fn(d), nil
 	})
+}
+
+// PruneDeliveries deletes the deliveries that were delivered before
+// before, and returns how many. Pending deliveries stay, and so do dead
+// ones: they are the list of what to retry.
+func (s *DB) PruneDeliveries(before time.Time) (int, error) {
+	code, _ := statusCode(twinhub.DeliveryDelivered)
+	prefix := []byte{'y', dvStatus, code}
+	n := 0
+	for from := prefix; from != nil; {
+		// A chunk at a time, holding up the dispatcher's writes briefly.
+		var err error
+		if from, err = s.pruneSome(from, prefixEnd(prefix), before, &n); err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// pruneSome prunes delivered deliveries in [from, to) up to a chunk, and
+// returns where the next chunk starts, nil when there is none.
+func (s *DB) pruneSome(from, to []byte, before time.Time, n *int) ([]byte, error) {
+	s.dv.Lock()
+	defer s.dv.Unlock()
+	b := s.db.NewBatch()
+	defer b.Close()
+	seen := 0
+	var next []byte
+	err := s.scan(from, to, func(k, _ []byte) (bool, error) {
+		if seen == 1024 {
+			next = bytes.Clone(k)
+			return false, nil
+		}
+		seen++
+		if len(k) != 11 {
+			return false, fmt.Errorf("corrupt delivery index key %x", k)
+		}
+		id := binary.BigEndian.Uint64(k[3:])
+		d, ok, err := s.Delivery(id)
+		if err != nil {
+			return false, err
+		}
+		if ok && d.Status == twinhub.DeliveryDelivered && !d.Delivered.Before(before) {
+			return true, nil // delivered later than before: kept (IDs follow creation, not delivery)
+		}
+		*n++
+		if err := b.Delete(k, nil); err != nil {
+			return false, err
+		}
+		return true, b.Delete(deliveryKey(id), nil)
+	})
+	if err != nil || b.Empty() {
+		return next, err
+	}
+	return next, b.Commit(cpebble.NoSync)
 }
 
 // DeliveryCounts counts deliveries by webhook and status.

@@ -157,3 +157,58 @@ func TestResetKeepsDeliveries(t *testing.T) {
 		t.Errorf("pending deliveries after reset: %v, want 1", got)
 	}
 }
+
+// Pruning deletes deliveries delivered before a time, in chunks, and keeps
+// pending and dead ones and those delivered later (whatever their IDs).
+func TestPruneDeliveries(t *testing.T) {
+	db := openTest(t, t.TempDir())
+	defer db.Close()
+	t0 := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+	const n = 2500 // more than a chunk
+	var ds []twinhub.Delivery
+	for i := range n {
+		ds = append(ds, delivery(uint64(i+1), "crm"))
+	}
+	if err := db.AddDeliveries(1, ds); err != nil {
+		t.Fatal(err)
+	}
+	for i, d := range ds {
+		switch {
+		case i%10 == 9:
+			continue // pending
+		case i%10 == 8:
+			d.Status = twinhub.DeliveryDead
+		default:
+			d.Status, d.Delivered = twinhub.DeliveryDelivered, t0
+			if i%3 == 0 || i < 1200 && i%2 == 0 { // delivered late, some of them early in ID order
+				d.Delivered = t0.Add(48 * time.Hour)
+			}
+		}
+		if err := db.UpdateDelivery(d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var wantKept []uint64
+	for i, d := range ds {
+		if i%10 >= 8 || i%3 == 0 || i < 1200 && i%2 == 0 {
+			wantKept = append(wantKept, d.ID)
+		}
+	}
+	pruned, err := db.PruneDeliveries(t0.Add(24 * time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := deliveryIDs(t, db, "", 0); !slices.Equal(got, wantKept) {
+		t.Fatalf("kept %d deliveries, want %d", len(got), len(wantKept))
+	}
+	if pruned != n-len(wantKept) {
+		t.Errorf("PruneDeliveries = %d, want %d", pruned, n-len(wantKept))
+	}
+	counts, err := db.DeliveryCounts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := counts["crm"][twinhub.DeliveryPending] + counts["crm"][twinhub.DeliveryDead] + counts["crm"][twinhub.DeliveryDelivered]; got != int64(len(wantKept)) {
+		t.Errorf("the status index counts %d, want %d", got, len(wantKept))
+	}
+}
