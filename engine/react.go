@@ -273,10 +273,10 @@ func (s *shard) reactPass(rc *reaction, t *twin, et *schema.EventType, ev *twinh
 	// The event's rules are in firing order (EventType.Rules), and so are
 	// each change's (Segment.OnEnter, OnExit). Most events change no
 	// segment that triggers a rule: their rules fire in order as they are.
-	cause := schema.Cause{Type: et, Event: ev}
+	s.cause = schema.Cause{Type: et, Event: ev} // in the shard: a local escapes, one allocation an event
 	if len(trig) == 0 {
 		for _, ri := range rules {
-			k = s.fire(rc, t, ri, &cause, now, emit, k)
+			k = s.fire(rc, t, ri, &s.cause, now, emit, k)
 		}
 		return k, len(changes) > 0
 	}
@@ -286,7 +286,7 @@ func (s *shard) reactPass(rc *reaction, t *twin, et *schema.EventType, ev *twinh
 	trig = slices.Grow(trig, len(rules))[:n+len(rules)]
 	copy(trig[len(rules):], trig[:n])
 	for i, ri := range rules {
-		trig[i] = trigger{rule: ri, cause: cause}
+		trig[i] = trigger{rule: ri, cause: s.cause}
 	}
 	if len(trig) > 1 {
 		slices.SortStableFunc(trig, rc.byRank)

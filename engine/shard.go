@@ -174,7 +174,8 @@ type shard struct {
 	vars    twinVars
 	segBuf  []segChange
 	trigBuf []trigger
-	mutated bool // an action of the current reaction changed the twin
+	cause   schema.Cause // of the event reacted on (reactPass)
+	mutated bool         // an action of the current reaction changed the twin
 	outW    OutputWrite
 	changes []twinhub.Output // live TwinChanged outputs of the batch
 
