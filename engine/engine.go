@@ -100,7 +100,7 @@ type Engine struct {
 	duplicates atomic.Int64
 	replayed   atomic.Int64
 
-	stopBG chan struct{} // closed by Close to stop the background loop
+	stopBG chan struct{} // closed by Close: stops the background loop and retries of output writes
 	bgDone chan struct{}
 
 	decideMu sync.Mutex // serialises action decisions and expiry
@@ -395,6 +395,17 @@ func (e *Engine) Close() error {
 	}
 	e.stopShards()
 	return first
+}
+
+// wait waits d, less when the engine is closing; it reports whether the
+// engine is still open.
+func (e *Engine) wait(d time.Duration) bool {
+	select {
+	case <-e.stopBG:
+		return false
+	case <-time.After(d):
+		return true
+	}
 }
 
 func (e *Engine) stopShards() {

@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/twinhub/twinhub"
 	"github.com/twinhub/twinhub/bench/workload"
 	"github.com/twinhub/twinhub/engine"
 	"github.com/twinhub/twinhub/ingest"
@@ -108,3 +111,83 @@ func TestFailedWritesLoseNothing(t *testing.T) {
 }
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// outputFaults is the real store with output log writes failing on demand.
+type outputFaults struct {
+	*pebble.DB
+	fail   atomic.Bool
+	failed atomic.Int32
+}
+
+func (f *outputFaults) WriteOutputs(w *engine.OutputWrite) error {
+	if f.fail.Load() {
+		f.failed.Add(1)
+		return errInjected
+	}
+	return f.DB.WriteOutputs(w)
+}
+
+// TestFailedOutputWriteWaits: outputs are logged before the shard moves
+// on. While the output log refuses writes, the batch is not acknowledged;
+// once the store takes them again, the outputs are logged, nothing twice.
+func TestFailedOutputWriteWaits(t *testing.T) {
+	db, err := pebble.Open(t.TempDir(), pebble.Options{CacheSize: 8 << 20, MemTableSize: 4 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	fs := &outputFaults{DB: db}
+	e, err := engine.Open(engine.Options{Store: fs, Shards: 1, Now: func() time.Time { return testNow }, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	post := func(lines ...string) {
+		t.Helper()
+		sc := e.Schema()
+		dec := ingest.NewDecoder(sc, func() time.Time { return testNow }, "test")
+		var b ingest.Batch
+		dec.DecodeNDJSON([]byte(strings.Join(lines, "\n")), &b)
+		if err := e.Ingest(context.Background(), &b, sc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fs.fail.Store(true)
+	acked := make(chan struct{})
+	go func() {
+		defer close(acked)
+		post(purchase("e-1", "c-1", testNow.Add(-time.Hour), 1200)) // vip, new_customer, welcome_vip
+	}()
+	for fs.failed.Load() < 3 { // three attempts refused, and still waiting
+		select {
+		case <-acked:
+			t.Fatal("the batch was acknowledged while its outputs were not logged")
+		case <-time.After(time.Millisecond):
+		}
+	}
+	fs.fail.Store(false)
+	<-acked
+	post(purchase("e-2", "c-2", testNow.Add(-time.Hour), 1200))
+
+	outs, err := e.ReadOutputs(0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	for _, o := range outs {
+		name := o.Segment
+		if o.Kind == twinhub.ActionFired {
+			name = o.Rule
+		}
+		seen[fmt.Sprintf("%s %s %s", o.Twin, o.Kind, name)]++
+	}
+	// welcome_vip does two actions: a tag and an offer.
+	want := map[string]int{"segment.entered vip": 1, "segment.entered new_customer": 1, "action welcome_vip": 2}
+	for _, twin := range []string{"c-1", "c-2"} {
+		for what, n := range want {
+			if got := seen[twin+" "+what]; got != n {
+				t.Errorf("%s %s logged %d times, want %d (outputs: %v)", twin, what, got, n, seen)
+			}
+		}
+	}
+}

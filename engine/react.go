@@ -470,11 +470,22 @@ func (s *shard) flushOutputs() error {
 				w.Marks = append(w.Marks, PartitionMark{Partition: p.id, Watermark: p.wm, Stored: p.stored, Reflects: max(s.reflects, p.wm)})
 			}
 		}
-		if err = s.e.writeOutputs(w); err != nil {
-			// Lost unless a restart's replay derives them again, which it
-			// does for events above the partitions' Logged seqs.
-			s.e.log.Error("write outputs", "shard", s.id, "outputs", len(w.Outputs), "err", err)
-		} else if len(w.Logged) > 0 {
+		// The outputs are logged before the shard moves on, or never: the
+		// next batch's write would move the Logged seqs past them, and no
+		// replay would derive them again. So on a failed write the shard
+		// waits for the store, as it waits for the archive's fsync, and
+		// acknowledgements wait with it; it gives up only when the engine
+		// closes.
+		for wait := 10 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+			if err = s.e.writeOutputs(w); err == nil {
+				break
+			}
+			s.e.log.Error("write outputs; retrying", "shard", s.id, "outputs", len(w.Outputs), "in", wait, "err", err)
+			if !s.e.wait(wait) {
+				break
+			}
+		}
+		if err == nil && len(w.Logged) > 0 {
 			for _, p := range s.parts {
 				p.logged.Store(w.Logged[p.id])
 			}
