@@ -28,16 +28,27 @@ const sweepShare = 0.25
 // returns how many twins changed. Cold twins are SweepCold's. The
 // background loop calls it every SweepInterval.
 func (e *Engine) Sweep(ctx context.Context) (int, error) {
+	return e.sweeping(func(rc *reaction) (int, error) { return e.sweepHot(ctx, rc) })
+}
+
+// sweeping runs a sweep with the active reaction, holding the gate shared
+// for the whole sweep (Close and schema swaps wait for it); nothing when no
+// segment depends on time.
+func (e *Engine) sweeping(sweep func(*reaction) (int, error)) (int, error) {
 	rc := e.rc.Load()
 	if rc == nil || len(rc.sc.TimedSegments) == 0 {
 		return 0, nil
 	}
-	// Held shared for the whole sweep: Close and schema swaps wait for it.
 	e.gate.RLock()
 	defer e.gate.RUnlock()
 	if e.closed {
 		return 0, twinhub.Errorf(twinhub.EUNAVAILABLE, "engine is closed")
 	}
+	return sweep(rc)
+}
+
+// sweepHot runs the shards' sweeps of their hot twins side by side.
+func (e *Engine) sweepHot(ctx context.Context, rc *reaction) (int, error) {
 	var wg sync.WaitGroup
 	counts := make([]int, len(e.shards))
 	errs := make([]error, len(e.shards))
@@ -97,17 +108,13 @@ func (s *shard) sweep(ctx context.Context, rc *reaction) (int, error) {
 // It returns how many twins changed. The background loop calls it every
 // ColdSweepInterval.
 func (e *Engine) SweepCold(ctx context.Context) (int, error) {
-	rc := e.rc.Load()
-	if rc == nil || len(rc.sc.TimedSegments) == 0 {
-		return 0, nil
-	}
-	e.gate.RLock()
-	defer e.gate.RUnlock()
-	if e.closed {
-		return 0, twinhub.Errorf(twinhub.EUNAVAILABLE, "engine is closed")
-	}
-	// The key directory is read here, in key order; each shard gets its
-	// keys in steps of sweepChunk, run between its batches like a sweep's.
+	return e.sweeping(func(rc *reaction) (int, error) { return e.sweepColdKeys(ctx, rc) })
+}
+
+// sweepColdKeys reads the key directory, in key order, and gives each
+// shard its cold keys in steps of sweepChunk, run between its batches like
+// a sweep's.
+func (e *Engine) sweepColdKeys(ctx context.Context, rc *reaction) (int, error) {
 	changed := 0
 	batches := make([][]string, len(e.shards))
 	flush := func(i int) error {
