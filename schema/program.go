@@ -96,6 +96,16 @@ func (pr *program) pick(c *Cause) (cel.Program, native, int) {
 // holds runs a bool program; an error, or a cause it was not compiled for,
 // is false.
 func (pr *program) holds(tv TwinVars, c *Cause, now int64) bool {
+	// The two common cases first, without pick: a segment's predicate, and
+	// a rule's condition on the typed event that triggered it.
+	switch {
+	case pr.plainFast != nil:
+		return pr.plainFast(tv, nil, now) == triTrue
+	case c != nil && c.Segment == nil && c.Event != nil && c.Type != nil && c.Type.Index >= 0 && c.Type.Index < len(pr.byTypeFast):
+		if f := pr.byTypeFast[c.Type.Index]; f != nil {
+			return f(tv, c.Event, now) == triTrue
+		}
+	}
 	prg, fast, kind := pr.pick(c)
 	if prg == nil {
 		return false
