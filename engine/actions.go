@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/twinhub/twinhub"
@@ -42,16 +43,49 @@ func (e *Engine) segmentIndex(name string) (*reaction, int, error) {
 }
 
 // SegmentMembers returns up to limit member keys of segment name after the
-// key after, in key order.
+// key after, in key order. The store's index holds the members as of the
+// twins' snapshots; hot twins that entered or left since are merged in.
 func (e *Engine) SegmentMembers(name, after string, limit int) ([]string, error) {
-	if _, _, err := e.segmentIndex(name); err != nil {
+	_, si, err := e.segmentIndex(name)
+	if err != nil {
 		return nil, err
 	}
+	var entered []string
+	left := map[string]bool{}
+	for _, s := range e.shards {
+		s.mu.RLock()
+		for _, t := range s.ring {
+			rs := t.rs
+			if rs == nil {
+				continue
+			}
+			switch in := getBit(rs.segs, si); {
+			case in == getBit(rs.saved, si):
+			case in && t.key > after:
+				entered = append(entered, t.key)
+			case !in:
+				left[t.key] = true
+			}
+		}
+		s.mu.RUnlock()
+	}
+	slices.Sort(entered)
 	out := []string{}
-	err := e.store.Members(name, after, func(k string) bool {
-		out = append(out, k)
+	err = e.store.Members(name, after, func(k string) bool {
+		for len(entered) > 0 && entered[0] <= k && len(out) < limit {
+			if entered[0] != k { // (the index has it already after a crash of a version that wrote it at once)
+				out = append(out, entered[0])
+			}
+			entered = entered[1:]
+		}
+		if len(out) < limit && !left[k] {
+			out = append(out, k)
+		}
 		return len(out) < limit
 	})
+	for len(entered) > 0 && len(out) < limit {
+		out, entered = append(out, entered[0]), entered[1:]
+	}
 	return out, err
 }
 

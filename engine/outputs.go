@@ -10,11 +10,10 @@ import (
 
 // OutputWrite is one atomic write to the output log: logged outputs with
 // their ids (an output that carries an action also writes the action's
-// current state), segment membership changes, the snapshots of twins a
-// sweep changed, and up to which event each partition's outputs are logged.
+// current state), the snapshots of twins a sweep changed, and up to which
+// event each partition's outputs are logged.
 type OutputWrite struct {
 	Outputs []twinhub.Output
-	Members []Membership
 	// Twins are snapshots written with the outputs: a sweep's change is
 	// not in the archive for a replay to derive again, so the twin's state
 	// after it is saved with its outputs, or neither is. Marks go with them
@@ -63,7 +62,7 @@ type OutputStore interface {
 	// PendingActions calls fn for every action waiting for approval.
 	PendingActions(fn func(twinhub.Action) bool) error
 	// Members calls fn with segment's member keys after the key after in key
-	// order until fn returns false.
+	// order until fn returns false: the members as of the twins' snapshots.
 	Members(segment, after string, fn func(key string) bool) error
 	// SegmentSizes counts every segment's members.
 	SegmentSizes() (map[string]int64, error)

@@ -20,6 +20,11 @@ type ruleState struct {
 	edge  []uint64 // edge rules: whether the condition held when last evaluated
 	fired []firing // rules with a cooldown: when each last fired
 	tags  []string // sorted
+	// saved are the segment bits of the twin's last written snapshot: the
+	// store's membership index holds those, and a snapshot writes the
+	// difference (see shard.snapshot), so that a membership change costs
+	// no store write of its own.
+	saved []uint64
 }
 
 type firing struct {
@@ -254,14 +259,13 @@ func (s *shard) reactPass(rc *reaction, t *twin, et *schema.EventType, ev *twinh
 		if ch.in {
 			kind, rules = twinhub.SegmentEntered, seg.OnEnter
 		}
-		if emit || s.e.quiet.Load() {
-			delta := int64(1)
-			if !ch.in {
-				delta = -1
-			}
-			rc.counts[s.id].n[rc.membersAt(ch.seg)] += delta
-			s.outW.Members = append(s.outW.Members, Membership{Segment: seg.Name, Key: t.key, In: ch.in})
+		// Sizes count every change since the snapshots, whose memberships
+		// the store's index holds (replayed events included).
+		delta := int64(1)
+		if !ch.in {
+			delta = -1
 		}
+		rc.counts[s.id].n[rc.membersAt(ch.seg)] += delta
 		if emit {
 			s.outW.Outputs = append(s.outW.Outputs, s.output(kind, t, ev, et, now, seg.Name))
 		}
@@ -455,7 +459,7 @@ func (s *shard) sideEffect(sc *schema.Schema, t *twin, r *schema.Rule, a *schema
 func (s *shard) flushOutputs() error {
 	w := &s.outW
 	var err error
-	if len(w.Outputs) > 0 || len(w.Members) > 0 || len(w.Twins) > 0 {
+	if len(w.Outputs) > 0 || len(w.Twins) > 0 {
 		if len(w.Outputs) > 0 {
 			w.Shard, w.Logged = s.id, w.Logged[:0]
 			for _, p := range s.e.parts {
@@ -491,7 +495,7 @@ func (s *shard) flushOutputs() error {
 			}
 		}
 		clear(w.Outputs)
-		w.Outputs, w.Members, w.Twins, w.Marks, w.Logged = w.Outputs[:0], w.Members[:0], w.Twins[:0], w.Marks[:0], w.Logged[:0]
+		w.Outputs, w.Twins, w.Marks, w.Logged = w.Outputs[:0], w.Twins[:0], w.Marks[:0], w.Logged[:0]
 	}
 	if len(s.changes) > 0 {
 		s.e.out.publishChanges(s.changes)

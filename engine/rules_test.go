@@ -34,6 +34,7 @@ import (
 //	approve ID BY     approve action ID (reject and expire likewise)
 //	restart           close and reopen the engine on the same store
 //	crash             reopen on what a crash of the process now would leave
+//	members SEG [after=KEY] [limit=N]  the segment's size and members
 //
 // event, sweep, approve, reject and expire print the outputs they logged.
 // The engine runs one shard, so that outputs of different twins are logged
@@ -159,6 +160,25 @@ func (r *rulesScript) run(t *testing.T, d *datadriven.TestData) string {
 			d.Fatalf(t, "expire: %v", err)
 		}
 		return fmt.Sprintf("expired %d\n", n) + r.outputs(t)
+	case "members":
+		after, limit := "", 100
+		if d.HasArg("after") {
+			d.ScanArgs(t, "after", &after)
+		}
+		if d.HasArg("limit") {
+			d.ScanArgs(t, "limit", &limit)
+		}
+		keys, err := r.h.e.SegmentMembers(d.CmdArgs[0].Key, after, limit)
+		if err != nil {
+			return err.Error()
+		}
+		size := int64(-1)
+		for _, sg := range r.h.e.Segments() {
+			if sg.Name == d.CmdArgs[0].Key {
+				size = sg.Size
+			}
+		}
+		return fmt.Sprintf("size %d: %s\n", size, strings.Join(keys, " "))
 	case "restart":
 		r.close()
 		r.open()

@@ -625,9 +625,9 @@ func (s *shard) persist(upTo uint64, limit int) error {
 	buf := s.snapBuf[:0]
 	for d := s.dirtyHead(); d != nil && d.since <= upTo && (limit == 0 || len(snaps) < limit); d = s.dirtyHead() {
 		t := d.t
-		start := len(buf)
-		buf = appendSnapshot(buf, t, sc.Version, sc.Layout)
-		snaps = append(snaps, Snapshot{Key: t.key, Data: buf[start:len(buf):len(buf)]})
+		var sn Snapshot
+		buf, sn = s.snapshot(buf, t, sc)
+		snaps = append(snaps, sn)
 		written = s.markWritten(written, t) // makes the entry stale; dirtyHead drops it
 	}
 	// Keep the queue's memory bounded: compact once the dropped head dominates.
@@ -639,6 +639,8 @@ func (s *shard) persist(upTo uint64, limit int) error {
 	err := s.save(snaps, s.watermark())
 	if err != nil {
 		s.undoWritten(written)
+	} else {
+		s.markSaved(written)
 	}
 	if cap(buf) <= 64<<20 {
 		s.snapBuf = buf[:0]
@@ -670,6 +672,22 @@ type writtenTwin struct {
 	wasStored bool
 }
 
+// snapshot appends t's snapshot to buf and returns it with the membership
+// changes since t's last snapshot, which the store writes with it.
+func (s *shard) snapshot(buf []byte, t *twin, sc *schema.Schema) ([]byte, Snapshot) {
+	start := len(buf)
+	buf = appendSnapshot(buf, t, sc.Version, sc.Layout)
+	sn := Snapshot{Key: t.key, Data: buf[start:len(buf):len(buf)]}
+	if rs := t.rs; rs != nil {
+		for i, seg := range sc.Segments {
+			if in := getBit(rs.segs, i); in != getBit(rs.saved, i) {
+				sn.Members = append(sn.Members, Membership{Segment: seg.Name, Key: t.key, In: in})
+			}
+		}
+	}
+	return buf, sn
+}
+
 // markWritten marks t persisted: clean, and with a snapshot in the store.
 func (s *shard) markWritten(w []writtenTwin, t *twin) []writtenTwin {
 	w = append(w, writtenTwin{t: t, since: t.dirtySince, wasStored: t.stored})
@@ -682,6 +700,19 @@ func (s *shard) markWritten(w []writtenTwin, t *twin) []writtenTwin {
 	return w
 }
 
+// markSaved records, once the store has them, the segment bits of the
+// snapshots just written: the membership index now holds them. Under the
+// lock, as member listings read them (SegmentMembers).
+func (s *shard) markSaved(ws []writtenTwin) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, w := range ws {
+		if rs := w.t.rs; rs != nil {
+			rs.saved = append(rs.saved[:0], rs.segs...)
+		}
+	}
+}
+
 // undoWritten reverts markWritten after the store refused the snapshots:
 // the twins are dirty again and back at the head of the queue, so the
 // watermark cannot pass their events and a later persist retries them.
@@ -689,6 +720,7 @@ func (s *shard) undoWritten(ws []writtenTwin) {
 	var requeue []dirtyEntry
 	for _, w := range ws {
 		w.t.dirtySince = w.since
+
 		if !w.wasStored {
 			w.t.stored = false
 			p := s.e.parts[s.e.PartitionOf(w.t.key)]
@@ -838,9 +870,9 @@ func (s *shard) evict(target int64) error {
 			continue
 		}
 		if t.dirtySince != 0 || !t.stored {
-			start := len(buf)
-			buf = appendSnapshot(buf, t, sc.Version, sc.Layout)
-			snaps = append(snaps, Snapshot{Key: t.key, Data: buf[start:len(buf):len(buf)]})
+			var sn Snapshot
+			buf, sn = s.snapshot(buf, t, sc)
+			snaps = append(snaps, sn)
 		}
 		t.slot = -1 // marks it chosen; fixed up below
 		victims = append(victims, t)
@@ -860,6 +892,7 @@ func (s *shard) evict(target int64) error {
 		}
 		return err
 	}
+	s.markSaved(written)
 	s.mu.Lock()
 	for _, t := range victims {
 		p := s.e.parts[s.e.PartitionOf(t.key)]

@@ -55,6 +55,9 @@ type IDHash struct {
 type Snapshot struct {
 	Key  string
 	Data []byte
+	// Members are the twin's membership changes since its previous
+	// snapshot: the store's membership index follows the snapshots.
+	Members []Membership
 }
 
 // Store is the engine's persistence: the archive, twin snapshots,

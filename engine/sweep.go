@@ -257,14 +257,16 @@ func (s *shard) sweepTwins(rc *reaction, twins []*twin, now int64) int {
 		changed++
 		// No event caused this change, so no replay would derive it again:
 		// the twin is saved with its outputs.
-		start := len(buf)
-		buf = appendSnapshot(buf, t, sc.Version, sc.Layout)
-		w.Twins = append(w.Twins, Snapshot{Key: t.key, Data: buf[start:len(buf):len(buf)]})
+		var sn Snapshot
+		buf, sn = s.snapshot(buf, t, sc)
+		w.Twins = append(w.Twins, sn)
 		written = s.markWritten(written, t)
 	}
 	s.mu.Unlock()
 	if err := s.flushOutputs(); err != nil {
 		s.undoWritten(written)
+	} else {
+		s.markSaved(written)
 	}
 	rc.publish(s.id)
 	s.snapBuf = buf[:0]

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"math"
+	"slices"
 	"unsafe"
 
 	"github.com/twinhub/twinhub"
@@ -202,6 +203,8 @@ func decodeRuleState(src []byte, intern func(string) string) (*ruleState, []byte
 	}
 	if len(rs.segs) == 0 && len(rs.edge) == 0 && len(rs.fired) == 0 && len(rs.tags) == 0 {
 		rs = nil
+	} else {
+		rs.saved = slices.Clone(rs.segs) // the snapshot's own bits
 	}
 	return rs, src, true
 }

@@ -99,17 +99,6 @@ func (s *DB) WriteOutputs(w *engine.OutputWrite) error {
 			return err
 		}
 	}
-	for _, m := range w.Members {
-		var err error
-		if m.In {
-			err = b.Set(memberKey(m.Segment, m.Key), nil, nil)
-		} else {
-			err = b.Delete(memberKey(m.Segment, m.Key), nil)
-		}
-		if err != nil {
-			return err
-		}
-	}
 	if err := setTwins(b, w.Twins, w.Marks); err != nil {
 		return err
 	}

@@ -370,6 +370,18 @@ func setTwins(b *cpebble.Batch, snaps []engine.Snapshot, marks []engine.Partitio
 		if err := b.Set(kbuf, sn.Data, nil); err != nil {
 			return err
 		}
+		// The membership index follows the snapshots (outputs.go).
+		for _, m := range sn.Members {
+			var err error
+			if m.In {
+				err = b.Set(memberKey(m.Segment, m.Key), nil, nil)
+			} else {
+				err = b.Delete(memberKey(m.Segment, m.Key), nil)
+			}
+			if err != nil {
+				return err
+			}
+		}
 	}
 	var v []byte
 	for _, m := range marks {
