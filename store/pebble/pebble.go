@@ -21,7 +21,7 @@
 //	'o' id(8)                           output log block: one batch's outputs from id on (outcodec.go)
 //	'n' id(8)                           action as it is now (outcodec.go); empty: as in its output block
 //	'p' id(8)                           index of actions pending approval
-//	'j' segment 0x00 key                segment membership
+//	'j' segment 0x00 key                segment membership, as of the twins' snapshots (written with them)
 //	'q' 0x00 shard(2)                   by partition, the highest seq whose outputs are logged, as the shard knew
 //	'h' segment 0x00 time(8)            segment size history
 //	'y' 0x00 id(8)                      webhook delivery, JSON (deliveries.go)
