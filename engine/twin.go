@@ -129,7 +129,8 @@ func appendSnapshot(dst []byte, t *twin, schemaVersion int, l *agg.Layout) []byt
 }
 
 // appendRuleState encodes segment bits, edge bits, cooldown firings and
-// tags; outRev is not kept: the output log knows it.
+// tags. The saved bits are not kept: they are the segment bits of the
+// snapshot the twin is loaded from.
 func appendRuleState(dst []byte, rs *ruleState) []byte {
 	if rs == nil {
 		return append(dst, 0, 0, 0, 0)
