@@ -78,28 +78,40 @@ func (s *shard) sweep(ctx context.Context, rc *reaction) (int, error) {
 		if err := ctx.Err(); err != nil {
 			return changed, err
 		}
-		done, busy := false, false
-		var took time.Duration
-		err := s.step(func() error {
+		done := false
+		err := s.pacedStep(ctx, func() error {
 			if s.e.rc.Load() != rc || pos >= len(s.ring) {
 				done = true // the schema changed, or the walk is over
 				return nil
 			}
-			t0 := time.Now()
 			changed += s.sweepChunk(rc, pos)
-			took, busy = time.Since(t0), len(s.in) > 0
 			return nil
 		})
 		if err != nil || done {
 			return changed, err
 		}
-		if busy {
-			select {
-			case <-ctx.Done():
-			case <-time.After(time.Duration(float64(took) * (1 - sweepShare) / sweepShare)):
-			}
+	}
+}
+
+// pacedStep runs fn on the shard goroutine between batches, as a step, and
+// then, when batches were waiting, waits three times as long as fn took:
+// a sweep takes sweepShare of a busy shard's time.
+func (s *shard) pacedStep(ctx context.Context, fn func() error) error {
+	var took time.Duration
+	busy := false
+	err := s.step(func() error {
+		t0 := time.Now()
+		err := fn()
+		took, busy = time.Since(t0), len(s.in) > 0
+		return err
+	})
+	if err == nil && busy {
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Duration(float64(took) * (1 - sweepShare) / sweepShare)):
 		}
 	}
+	return err
 }
 
 // SweepCold does what Sweep does for cold twins: it reads the snapshot of
@@ -115,21 +127,43 @@ func (e *Engine) SweepCold(ctx context.Context) (int, error) {
 // shard its cold keys in steps of sweepChunk, run between its batches like
 // a sweep's.
 func (e *Engine) sweepColdKeys(ctx context.Context, rc *reaction) (int, error) {
+	// Which partitions have cold twins, as their shards know (the counts
+	// are the shard goroutine's); one going cold during the walk waits for
+	// the next cold sweep.
+	cold := make([]bool, len(e.parts))
+	for _, sh := range e.shards {
+		err := sh.step(func() error {
+			for _, p := range sh.parts {
+				cold[p.id] = p.stored > p.hotStored
+			}
+			return nil
+		})
+		if err != nil {
+			return 0, err
+		}
+	}
 	changed := 0
 	batches := make([][]string, len(e.shards))
 	flush := func(i int) error {
 		if len(batches[i]) == 0 {
 			return nil
 		}
-		n, err := e.shards[i].sweepColdStep(ctx, rc, batches[i])
-		changed += n
+		keys := batches[i]
+		err := e.shards[i].pacedStep(ctx, func() error {
+			if e.rc.Load() != rc {
+				return nil // the schema changed
+			}
+			n, err := e.shards[i].sweepCold(rc, keys)
+			changed += n
+			return err
+		})
 		batches[i] = batches[i][:0]
 		return err
 	}
 	var err error
 	scanErr := e.store.Keys("", func(key string) bool {
 		p := e.parts[e.PartitionOf(key)]
-		if !p.hasCold() {
+		if !cold[p.id] {
 			return true
 		}
 		i := p.shard.id
@@ -150,37 +184,6 @@ func (e *Engine) sweepColdKeys(ctx context.Context, rc *reaction) (int, error) {
 	return changed, err
 }
 
-// hasCold reports whether some of p's twins are only in the store.
-func (p *partition) hasCold() bool {
-	p.shard.mu.RLock()
-	defer p.shard.mu.RUnlock()
-	return p.stored > p.hotStored
-}
-
-// sweepColdStep runs one step of a cold sweep over keys on the shard
-// goroutine, then waits as a sweep does so that ingestion keeps its pace.
-func (s *shard) sweepColdStep(ctx context.Context, rc *reaction, keys []string) (int, error) {
-	changed, busy := 0, false
-	var took time.Duration
-	err := s.step(func() error {
-		if s.e.rc.Load() != rc {
-			return nil // the schema changed
-		}
-		t0 := time.Now()
-		var err error
-		changed, err = s.sweepCold(rc, keys)
-		took, busy = time.Since(t0), len(s.in) > 0
-		return err
-	})
-	if err == nil && busy {
-		select {
-		case <-ctx.Done():
-		case <-time.After(time.Duration(float64(took) * (1 - sweepShare) / sweepShare)):
-		}
-	}
-	return changed, err
-}
-
 // sweepCold re-evaluates the timed segments of the cold twins among keys.
 // A twin whose membership time changed is loaded, as an event would load
 // it, and goes through the hot path: its outputs are logged and it is
@@ -190,10 +193,8 @@ func (s *shard) sweepCold(rc *reaction, keys []string) (int, error) {
 	sc := rc.sc
 	var load []string
 	for _, key := range keys {
-		s.mu.RLock()
-		_, hot := s.e.parts[s.e.PartitionOf(key)].twins[key]
-		s.mu.RUnlock()
-		if hot {
+		// No lock: this goroutine is the only one that changes the maps.
+		if _, hot := s.e.parts[s.e.PartitionOf(key)].twins[key]; hot {
 			continue // the hot sweep's
 		}
 		data, ok, err := s.e.store.LoadTwin(key)

@@ -182,16 +182,9 @@ func (s *DB) Deliveries(status twinhub.DeliveryStatus, after uint64, fn func(twi
 	}
 	hi := prefixEnd(lo[:3])
 	return s.scan(lo, hi, func(k, _ []byte) (bool, error) {
-		if len(k) != 11 {
-			return false, fmt.Errorf("corrupt delivery index key %x", k)
-		}
-		id := binary.BigEndian.Uint64(k[3:])
-		d, ok, err := s.Delivery(id)
+		d, err := s.indexed(k, status)
 		if err != nil {
 			return false, err
-		}
-		if !ok || d.Status != status {
-			return false, fmt.Errorf("delivery index entry %x does not match delivery %d", k, id)
 		}
 		return fn(d), nil
 	})
@@ -229,27 +222,40 @@ func (s *DB) pruneSome(from, to []byte, before time.Time, n *int) ([]byte, error
 			return false, nil
 		}
 		seen++
-		if len(k) != 11 {
-			return false, fmt.Errorf("corrupt delivery index key %x", k)
-		}
-		id := binary.BigEndian.Uint64(k[3:])
-		d, ok, err := s.Delivery(id)
+		d, err := s.indexed(k, twinhub.DeliveryDelivered)
 		if err != nil {
 			return false, err
 		}
-		if ok && d.Status == twinhub.DeliveryDelivered && !d.Delivered.Before(before) {
+		if !d.Delivered.Before(before) {
 			return true, nil // delivered later than before: kept (IDs follow creation, not delivery)
 		}
 		*n++
 		if err := b.Delete(k, nil); err != nil {
 			return false, err
 		}
-		return true, b.Delete(deliveryKey(id), nil)
+		return true, b.Delete(deliveryKey(d.ID), nil)
 	})
 	if err != nil || b.Empty() {
 		return next, err
 	}
 	return next, b.Commit(cpebble.NoSync)
+}
+
+// indexed returns the delivery that status index key k names, checking
+// that it is in status.
+func (s *DB) indexed(k []byte, status twinhub.DeliveryStatus) (twinhub.Delivery, error) {
+	if len(k) != 11 {
+		return twinhub.Delivery{}, fmt.Errorf("corrupt delivery index key %x", k)
+	}
+	id := binary.BigEndian.Uint64(k[3:])
+	d, ok, err := s.Delivery(id)
+	if err != nil {
+		return d, err
+	}
+	if !ok || d.Status != status {
+		return d, fmt.Errorf("delivery index entry %x does not match delivery %d", k, id)
+	}
+	return d, nil
 }
 
 // DeliveryCounts counts deliveries by webhook and status.
