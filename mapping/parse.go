@@ -1104,45 +1104,7 @@ func (p *parser) scalarPos(n *yaml.Node, path, text string, off int) where {
 // column in code points) to a YAML line and column. Escapes in quoted
 // scalars can shift it by a few columns.
 func (p *parser) exprPos(n *yaml.Node, expr string, line, col int) (int, int) {
-	off := 0
-	for i, l := range strings.Split(expr, "\n") {
-		if i == line-1 {
-			off += col
-			break
-		}
-		off += len([]rune(l)) + 1
-	}
-	srcLine, start := n.Line-1, n.Column-1
-	indent := -1
-	switch n.Style {
-	case yaml.LiteralStyle, yaml.FoldedStyle:
-		srcLine, start = n.Line, -1
-		for i := srcLine; i < len(p.lines); i++ {
-			if t := strings.TrimLeft(p.lines[i], " "); t != "" {
-				indent = len(p.lines[i]) - len(t)
-				break
-			}
-		}
-	case yaml.DoubleQuotedStyle, yaml.SingleQuotedStyle:
-		start++
-	}
-	for ; srcLine >= 0 && srcLine < len(p.lines); srcLine++ {
-		rs := []rune(p.lines[srcLine])
-		first := start
-		if first < 0 {
-			first = 0
-			for first < len(rs) && (indent < 0 || first < indent) && (rs[first] == ' ' || rs[first] == '\t') {
-				first++
-			}
-		}
-		first = min(first, len(rs))
-		if off <= len(rs)-first {
-			return srcLine + 1, first + off + 1
-		}
-		off -= len(rs) - first + 1
-		start = -1
-	}
-	return n.Line, n.Column
+	return schema.ExprPosition(p.lines, n, expr, line, col)
 }
 
 // checkLiterals coerces every const and default to its target once, so

@@ -222,10 +222,18 @@ func (p *parser) exprProblem(loc exprLoc, path, label string, is exprIssue, pref
 	p.problems = append(p.problems, Problem{Line: line, Column: col, Path: path, Message: msg, Hint: is.hint})
 }
 
-// exprPos maps a position inside scalar n's value (1-based line, 0-based
-// column in code points, as CEL reports them) to a YAML line and column.
-// Escapes in quoted scalars can shift it by a few columns.
+// exprPos maps a position inside scalar n's value to a line and column of
+// the document (ExprPosition).
 func (p *parser) exprPos(n *yaml.Node, expr string, line, col int) (int, int) {
+	return ExprPosition(p.lines, n, expr, line, col)
+}
+
+// ExprPosition maps a position inside the value expr of scalar node n
+// (1-based line, 0-based column in code points, as CEL reports them) to a
+// 1-based line and column of the YAML document whose lines are lines.
+// Escapes in quoted scalars can shift it by a few columns. The mapping
+// parser reports its expressions' errors with it too.
+func ExprPosition(lines []string, n *yaml.Node, expr string, line, col int) (int, int) {
 	off := exprOffset(expr, line, col)
 	srcLine, start := n.Line-1, n.Column-1
 	indent := -1 // strip all leading blanks (folded plain and quoted lines)
@@ -234,17 +242,17 @@ func (p *parser) exprPos(n *yaml.Node, expr string, line, col int) (int, int) {
 		// Content starts on the line after the indicator, indented by the
 		// indentation of its first non-blank line.
 		srcLine, start = n.Line, -1
-		for i := srcLine; i < len(p.lines); i++ {
-			if t := strings.TrimLeft(p.lines[i], " "); t != "" {
-				indent = len(p.lines[i]) - len(t)
+		for i := srcLine; i < len(lines); i++ {
+			if t := strings.TrimLeft(lines[i], " "); t != "" {
+				indent = len(lines[i]) - len(t)
 				break
 			}
 		}
 	case yaml.DoubleQuotedStyle, yaml.SingleQuotedStyle:
 		start++
 	}
-	for ; srcLine >= 0 && srcLine < len(p.lines); srcLine++ {
-		rs := []rune(p.lines[srcLine])
+	for ; srcLine >= 0 && srcLine < len(lines); srcLine++ {
+		rs := []rune(lines[srcLine])
 		first := start
 		if first < 0 {
 			first = 0
