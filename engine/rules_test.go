@@ -9,11 +9,13 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/cockroachdb/datadriven"
 	"github.com/twinhub/twinhub"
+	"github.com/twinhub/twinhub/bench/workload"
 	"github.com/twinhub/twinhub/engine"
 	"github.com/twinhub/twinhub/schema"
 )
@@ -273,4 +275,44 @@ func (r *rulesScript) outputs(t *testing.T) string {
 		}
 	}
 	return b.String()
+}
+
+// TestBackgroundSweepsColdTwins runs the engine as a server does, with its
+// background loop: a twin that is cold after a restart leaves a segment
+// that time alone ends, without an event and without anyone calling a
+// sweep.
+func TestBackgroundSweepsColdTwins(t *testing.T) {
+	sc, err := schema.Parse([]byte(workload.InsertEntries(string(schema.DefaultYAML()), "segments", `  recent_buyer:
+    when: has(twin.days_since_purchase) && twin.days_since_purchase < 30.0
+`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var clock atomic.Int64
+	clock.Store(testNow.UnixNano())
+	now := func() time.Time { return time.Unix(0, clock.Load()).UTC() }
+	dir := t.TempDir()
+	h := openHarness(t, dir, engine.Options{Schema: sc, Shards: 1, Now: now, SweepInterval: -1})
+	h.ingest(purchase("e-1", "c-1", testNow.Add(-time.Hour), 10))
+	h.close()
+
+	clock.Add(int64(31 * 24 * time.Hour))
+	h = openHarness(t, dir, engine.Options{Shards: 1, Now: now, SweepInterval: 5 * time.Millisecond, ColdSweepInterval: 20 * time.Millisecond})
+	defer h.close()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		outs, err := h.e.ReadOutputs(0, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if slices.ContainsFunc(outs, func(o twinhub.Output) bool {
+			return o.Kind == twinhub.SegmentLeft && o.Twin == "c-1" && o.Segment == "recent_buyer"
+		}) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no exit of the cold twin after 10 s; outputs: %+v", outs)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
