@@ -44,7 +44,8 @@ func (e *Engine) segmentIndex(name string) (*reaction, int, error) {
 
 // SegmentMembers returns up to limit member keys of segment name after the
 // key after, in key order. The store's index holds the members as of the
-// twins' snapshots; hot twins that entered or left since are merged in.
+// twins' snapshots; the twins that entered or left since (each shard's
+// unsaved list) are merged in.
 func (e *Engine) SegmentMembers(name, after string, limit int) ([]string, error) {
 	_, si, err := e.segmentIndex(name)
 	if err != nil {
@@ -54,9 +55,9 @@ func (e *Engine) SegmentMembers(name, after string, limit int) ([]string, error)
 	left := map[string]bool{}
 	for _, s := range e.shards {
 		s.mu.RLock()
-		for _, t := range s.ring {
+		for _, t := range s.unsaved {
 			rs := t.rs
-			if rs == nil {
+			if !rs.unsaved {
 				continue
 			}
 			switch in := getBit(rs.segs, si); {

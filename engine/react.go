@@ -25,6 +25,9 @@ type ruleState struct {
 	// difference (see shard.snapshot), so that a membership change costs
 	// no store write of its own.
 	saved []uint64
+	// unsaved says the twin is on its shard's unsaved list: its segment
+	// bits may differ from saved.
+	unsaved bool
 }
 
 type firing struct {
@@ -254,6 +257,10 @@ func (s *shard) reactPass(rc *reaction, t *twin, et *schema.EventType, ev *twinh
 	for _, ch := range changes {
 		st := t.ruleState()
 		st.segs = setBit(st.segs, ch.seg, ch.in)
+		if !st.unsaved {
+			st.unsaved = true
+			s.unsaved = append(s.unsaved, t)
+		}
 		seg := sc.Segments[ch.seg]
 		kind, rules := twinhub.SegmentLeft, seg.OnExit
 		if ch.in {

@@ -174,10 +174,15 @@ type shard struct {
 	vars    twinVars
 	segBuf  []segChange
 	trigBuf []trigger
-	cause   schema.Cause // of the event reacted on (reactPass)
-	mutated bool         // an action of the current reaction changed the twin
-	outW    OutputWrite
-	changes []twinhub.Output // live TwinChanged outputs of the batch
+	// unsaved are the twins whose segment bits may differ from their last
+	// snapshot's (ruleState.unsaved), for member listings; unsavedStale
+	// counts those on it that are saved by now. Under mu.
+	unsaved      []*twin
+	unsavedStale int
+	cause        schema.Cause // of the event reacted on (reactPass)
+	mutated      bool         // an action of the current reaction changed the twin
+	outW         OutputWrite
+	changes      []twinhub.Output // live TwinChanged outputs of the batch
 
 	// published for Stats
 	hot      atomic.Int64
@@ -709,7 +714,22 @@ func (s *shard) markSaved(ws []writtenTwin) {
 	for _, w := range ws {
 		if rs := w.t.rs; rs != nil {
 			rs.saved = append(rs.saved[:0], rs.segs...)
+			if rs.unsaved {
+				rs.unsaved = false
+				s.unsavedStale++
+			}
 		}
+	}
+	// Drop the saved twins from the list once they are half of it.
+	if s.unsavedStale > len(s.unsaved)/2 {
+		live := s.unsaved[:0]
+		for _, t := range s.unsaved {
+			if t.rs.unsaved {
+				live = append(live, t)
+			}
+		}
+		clear(s.unsaved[len(live):])
+		s.unsaved, s.unsavedStale = live, 0
 	}
 }
 

@@ -71,6 +71,7 @@ func (e *Engine) SetSchema(src []byte) (*schema.Schema, SwapReport, error) {
 	for _, sh := range e.shards {
 		sh.mu.Lock()
 		sh.ring, sh.hand, sh.bytes, sh.dirty, sh.ids, sh.applied = nil, 0, 0, nil, idQueue{}, 0
+		sh.unsaved, sh.unsavedStale = nil, 0
 		sh.hot.Store(0)
 		sh.twins.Store(0)
 		for _, p := range sh.parts {
