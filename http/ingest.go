@@ -65,7 +65,9 @@ func (s *Server) handleIngest(w nethttp.ResponseWriter, r *nethttp.Request) erro
 			detail += "; to send several events, one per line, use Content-Type: application/x-ndjson"
 		}
 		p := newProblem(twinhub.EINVALID, detail)
-		p.Field, p.Reason, p.ID = res.Field, res.Reason, res.ID
+		// The problem is written after the body and the batch go back to
+		// their pools, and the ID refers to them.
+		p.Field, p.Reason, p.ID = res.Field, res.Reason, strings.Clone(res.ID)
 		p.Index = new(int)
 		return p
 	}

@@ -287,7 +287,9 @@ func (s *Server) getDecoder() *ingest.Decoder {
 	for {
 		d, _ := s.decoders.Get().(*ingest.Decoder)
 		if d == nil {
-			return ingest.NewDecoder(sc, s.opts.Now, s.opts.Source)
+			d = ingest.NewDecoder(sc, s.opts.Now, s.opts.Source)
+			d.Borrow = true // the body outlives the batch: handleIngest puts the batch back first
+			return d
 		}
 		if d.Schema() == sc {
 			return d

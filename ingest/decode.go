@@ -8,10 +8,12 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/twinhub/twinhub"
 	"github.com/twinhub/twinhub/schema"
 	"github.com/valyala/fastjson"
+	"github.com/valyala/fastjson/fastfloat"
 )
 
 // Limits on one record's common fields. MaxPosition is the largest int64:
@@ -75,7 +77,13 @@ type Decoder struct {
 	// position (kept as an unknown member before position was a common
 	// field) reads as none, so that events accepted under an earlier schema
 	// version are re-read as they were.
-	Replay   bool
+	Replay bool
+	// Borrow lets events refer to the records passed to Decode instead of
+	// copies: set it when every record stays valid and unchanged until its
+	// Batch is Reset (an HTTP body kept until the request is answered).
+	Borrow   bool
+	spans    []memberAt // one record's members
+	scratch  []byte     // the members' bytes when fastjson read them
 	batchNow time.Time
 	inBatch  bool
 }
@@ -147,6 +155,55 @@ func (d *Decoder) decode(rec []byte, b *Batch, ev *twinhub.Event) *twinhub.Error
 		off := invalidUTF8Offset(rec)
 		return &twinhub.Error{Code: twinhub.EINVALID, Message: fmt.Sprintf("record is not valid UTF-8 (bad byte at offset %d)", off)}
 	}
+	raw := rec
+	if !d.Borrow {
+		raw = b.mem.bytes(rec)
+	}
+	// Most records are flat objects of plain scalars: scanFlat reads those
+	// in one pass, and their strings stay in raw, with no copy. Anything
+	// else (escapes, nesting, malformed input) goes through fastjson, whose
+	// strings live in its own buffer and are copied into the batch.
+	spans, ok := scanFlat(raw, d.spans[:0])
+	d.spans = spans // keep the grown capacity
+	base := raw
+	if !ok {
+		if err := d.parseMembers(rec); err != nil {
+			return err
+		}
+		spans, base = d.spans, d.scratch
+	}
+	kept := keeper{mem: &b.mem, inRaw: ok}
+	if err := d.fields(spans, base, kept, b, ev); err != nil {
+		return err
+	}
+	ev.Raw = raw
+	return nil
+}
+
+// member is one member of a record's top-level object: its key, its JSON
+// type and, for a string, its unescaped bytes, for a number, its text.
+type member struct {
+	key []byte
+	t   fastjson.Type
+	s   []byte
+}
+
+// memberAt is a member as offsets into the buffer it was read from. A list
+// of them holds no pointers, so filling it costs no write barriers.
+type memberAt struct {
+	key0, key1 int32
+	s0, s1     int32
+	t          fastjson.Type
+}
+
+func (sp *memberAt) member(base []byte) member {
+	return member{key: base[sp.key0:sp.key1], t: sp.t, s: base[sp.s0:sp.s1]}
+}
+
+// parseMembers reads rec with fastjson, which handles all of JSON, into
+// d.spans over d.scratch, where it copies the members' keys and values.
+func (d *Decoder) parseMembers(rec []byte) *twinhub.Error {
+	d.spans, d.scratch = d.spans[:0], d.scratch[:0]
 	v, err := d.p.ParseBytes(rec)
 	if err != nil {
 		return &twinhub.Error{Code: twinhub.EINVALID, Message: "malformed JSON: " + err.Error()}
@@ -155,19 +212,62 @@ func (d *Decoder) decode(rec []byte, b *Batch, ev *twinhub.Event) *twinhub.Error
 	if err != nil {
 		return &twinhub.Error{Code: twinhub.EINVALID, Message: "a record must be a JSON object, found " + v.Type().String()}
 	}
+	o.Visit(func(k []byte, fv *fastjson.Value) {
+		sp := memberAt{key0: int32(len(d.scratch)), t: fv.Type()}
+		d.scratch = append(d.scratch, k...)
+		sp.key1, sp.s0 = int32(len(d.scratch)), int32(len(d.scratch))
+		switch sp.t {
+		case fastjson.TypeString:
+			s, _ := fv.StringBytes()
+			d.scratch = append(d.scratch, s...)
+		case fastjson.TypeNumber:
+			d.scratch = fv.MarshalTo(d.scratch) // a number's text, as it was sent
+		}
+		sp.s1 = int32(len(d.scratch))
+		d.spans = append(d.spans, sp)
+	})
+	return nil
+}
 
+// keeper turns a member's bytes into a string that lives as long as the
+// batch: bytes already in the record's kept copy are used as they are,
+// others are copied into the batch's arena.
+type keeper struct {
+	mem   *arena
+	inRaw bool
+}
+
+func (k keeper) string(s []byte) string {
+	if k.inRaw {
+		if len(s) == 0 {
+			return ""
+		}
+		return unsafe.String(&s[0], len(s))
+	}
+	return k.mem.string(s)
+}
+
+// fields validates a record's members against the schema and fills ev.
+// Members are taken in order, so a repeated one counts as its last
+// occurrence, except the type, which is its first.
+func (d *Decoder) fields(spans []memberAt, base []byte, kept keeper, b *Batch, ev *twinhub.Event) *twinhub.Error {
 	// The event type decides which fields are declared, so read it first.
-	typ := o.Get("type")
-	if typ == nil || typ.Type() == fastjson.TypeNull {
+	var typ member
+	for i := range spans {
+		if string(base[spans[i].key0:spans[i].key1]) == "type" {
+			typ = spans[i].member(base)
+			break
+		}
+	}
+	if typ.key == nil || typ.t == fastjson.TypeNull {
 		return twinhub.FieldErrorf("type", "missing; every event needs a type (one of %s)", d.typeNames())
 	}
-	tb, err := typ.StringBytes()
-	if err != nil {
-		return twinhub.FieldErrorf("type", "expected string, found %s", typ.Type())
+	if typ.t != fastjson.TypeString {
+		return twinhub.FieldErrorf("type", "expected string, found %s", typ.t)
 	}
-	et, ok := d.s.EventType(string(tb))
+	et, ok := d.s.EventType(b2s(typ.s))
 	if !ok {
-		return twinhub.FieldErrorf("type", "unknown event type %q (known: %s)", tb, d.typeNames())
+		return twinhub.FieldErrorf("type", "unknown event type %q (known: %s)", typ.s, d.typeNames())
 	}
 	ev.Type = et.Index
 
@@ -177,88 +277,83 @@ func (d *Decoder) decode(rec []byte, b *Batch, ev *twinhub.Event) *twinhub.Error
 	}
 	ev.Vals = b.vals[start:len(b.vals):len(b.vals)]
 
-	var ferr *twinhub.Error
 	var haveTime bool
 	var evTime time.Time
-	o.Visit(func(k []byte, fv *fastjson.Value) {
-		if ferr != nil {
-			return
-		}
-		switch string(k) {
+	var mv member
+	m := &mv
+	for i := range spans {
+		// Field by field: a whole struct built and then copied costs a
+		// stalled store forward per member.
+		sp := &spans[i]
+		m.key, m.t, m.s = base[sp.key0:sp.key1], sp.t, base[sp.s0:sp.s1]
+		switch string(m.key) {
 		case "type":
-			return
+			continue
 		case "id":
-			s, e := stringField(fv, "id", MaxIDLen)
+			s, e := stringField(m, "id", MaxIDLen)
 			if e != nil {
-				ferr = e
-				return
+				return e
 			}
-			ev.ID = b.mem.string(s)
-			return
+			ev.ID = kept.string(s)
+			continue
 		case d.s.Key:
-			s, e := keyField(fv, d.s.Key)
+			s, made, e := keyField(m, d.s.Key)
 			if e != nil {
-				ferr = e
-				return
+				return e
 			}
-			ev.Key = b.mem.string(s)
-			return
+			if made {
+				ev.Key = b.mem.string(s)
+			} else {
+				ev.Key = kept.string(s)
+			}
+			continue
 		case "time":
-			if fv.Type() == fastjson.TypeNull {
-				return
+			if m.t == fastjson.TypeNull {
+				continue
 			}
-			t, e := d.timeValue(fv, "time")
+			t, e := timeValue(m, "time")
 			if e != nil {
-				ferr = e
-				return
+				return e
 			}
 			evTime, haveTime = t, true
-			return
+			continue
 		case "source":
-			if fv.Type() == fastjson.TypeNull {
-				return
+			if m.t == fastjson.TypeNull {
+				continue
 			}
-			s, e := stringField(fv, "source", MaxKeyLen)
+			s, e := stringField(m, "source", MaxKeyLen)
 			if e != nil {
-				ferr = e
-				return
+				return e
 			}
-			ev.Source = b.mem.string(s)
-			return
+			ev.Source = kept.string(s)
+			continue
 		case schema.PositionField:
-			if fv.Type() == fastjson.TypeNull {
-				return
+			if m.t == fastjson.TypeNull {
+				continue
 			}
-			pos, e := positionValue(fv)
+			pos, e := positionValue(m)
 			if e != nil && !d.Replay {
-				ferr = e
-				return
+				return e
 			}
 			ev.Position = pos
-			return
+			continue
 		}
-		f := fieldNamed(et, k)
+		f := fieldNamed(et, m.key)
 		if f == nil {
 			if d.s.UnknownFields == schema.PolicyReject && !d.Replay {
-				ferr = twinhub.FieldErrorf(string(k), "unknown field for event type %s (declared: %s)", et.Name, fieldNames(et))
+				return twinhub.FieldErrorf(string(m.key), "unknown field for event type %s (declared: %s)", et.Name, fieldNames(et))
 			}
-			return
+			continue
 		}
-		if fv.Type() == fastjson.TypeNull {
+		if m.t == fastjson.TypeNull {
 			// An explicit null is not an absent field: it clears the
 			// attribute the field sets. Aggregates ignore it (Set is false).
 			ev.Vals[f.Slot] = twinhub.Value{Type: f.Type, Null: true}
-			return
+			continue
 		}
-		val, e := d.fieldValue(f, fv, b)
-		if e != nil {
-			ferr = e
-			return
+		if e := fieldValue(f, m, kept, &ev.Vals[f.Slot]); e != nil {
+			return e
 		}
-		ev.Vals[f.Slot] = val
-	})
-	if ferr != nil {
-		return ferr
 	}
 	if ev.ID == "" {
 		return twinhub.FieldErrorf("id", "missing; every event needs a unique id so that a retry is not counted twice")
@@ -293,84 +388,84 @@ func (d *Decoder) decode(rec []byte, b *Batch, ev *twinhub.Event) *twinhub.Error
 	if ev.Source == "" {
 		ev.Source = d.source
 	}
-	ev.Raw = b.mem.bytes(rec)
 	return nil
 }
 
-func (d *Decoder) fieldValue(f *schema.Field, fv *fastjson.Value, b *Batch) (twinhub.Value, *twinhub.Error) {
-	val := twinhub.Value{Type: f.Type, Set: true}
+// fieldValue reads m as the value of field f into val. It fills val in
+// place: a Value built and returned costs a stalled store forward when it
+// is copied into place.
+func fieldValue(f *schema.Field, m *member, kept keeper, val *twinhub.Value) *twinhub.Error {
+	*val = twinhub.Value{Type: f.Type, Set: true} // a repeated member overwrites an earlier one
 	switch f.Type {
 	case twinhub.TypeString, twinhub.TypeEnum:
-		s, err := fv.StringBytes()
-		if err != nil {
-			return val, twinhub.FieldErrorf(f.Name, "expected %s, found %s", f.Type, describe(fv))
+		if m.t != fastjson.TypeString {
+			return twinhub.FieldErrorf(f.Name, "expected %s, found %s", f.Type, describe(m))
 		}
-		if f.Type == twinhub.TypeEnum && !contains(f.Enum, s) {
-			return val, twinhub.FieldErrorf(f.Name, "%q is not one of %s", s, strings.Join(f.Enum, ", "))
+		if f.Type == twinhub.TypeEnum && !contains(f.Enum, m.s) {
+			return twinhub.FieldErrorf(f.Name, "%q is not one of %s", m.s, strings.Join(f.Enum, ", "))
 		}
-		val.Str = b.mem.string(s)
-		return val, nil
+		val.Str = kept.string(m.s)
+		return nil
 	case twinhub.TypeNumber, twinhub.TypeInteger:
-		if fv.Type() != fastjson.TypeNumber {
-			return val, twinhub.FieldErrorf(f.Name, "expected %s, found %s", f.Type, describe(fv))
+		if m.t != fastjson.TypeNumber {
+			return twinhub.FieldErrorf(f.Name, "expected %s, found %s", f.Type, describe(m))
 		}
-		n, err := fv.Float64()
+		n, err := fastfloat.Parse(b2s(m.s))
 		if err != nil || math.IsInf(n, 0) || math.IsNaN(n) {
-			return val, twinhub.FieldErrorf(f.Name, "number %s out of range", fv.String())
+			return twinhub.FieldErrorf(f.Name, "number %s out of range", m.s)
 		}
 		if f.Type == twinhub.TypeInteger && (n != math.Trunc(n) || math.Abs(n) > 1<<53) {
-			return val, twinhub.FieldErrorf(f.Name, "expected integer, found %s", fv.String())
+			return twinhub.FieldErrorf(f.Name, "expected integer, found %s", m.s)
 		}
 		if f.Min != nil && n < *f.Min {
-			return val, twinhub.FieldErrorf(f.Name, "%s is below the minimum %s", fv.String(), strconv.FormatFloat(*f.Min, 'g', -1, 64))
+			return twinhub.FieldErrorf(f.Name, "%s is below the minimum %s", m.s, strconv.FormatFloat(*f.Min, 'g', -1, 64))
 		}
 		if f.Max != nil && n > *f.Max {
-			return val, twinhub.FieldErrorf(f.Name, "%s is above the maximum %s", fv.String(), strconv.FormatFloat(*f.Max, 'g', -1, 64))
+			return twinhub.FieldErrorf(f.Name, "%s is above the maximum %s", m.s, strconv.FormatFloat(*f.Max, 'g', -1, 64))
 		}
 		val.Num = n
-		return val, nil
+		return nil
 	case twinhub.TypeBool:
-		switch fv.Type() {
+		switch m.t {
 		case fastjson.TypeTrue:
 			val.Num = 1
 		case fastjson.TypeFalse:
 		default:
-			return val, twinhub.FieldErrorf(f.Name, "expected bool, found %s", describe(fv))
+			return twinhub.FieldErrorf(f.Name, "expected bool, found %s", describe(m))
 		}
-		return val, nil
+		return nil
 	case twinhub.TypeTime:
-		t, err := d.timeValue(fv, f.Name)
+		t, err := timeValue(m, f.Name)
 		if err != nil {
-			return val, err
+			return err
 		}
 		ns, err := unixNano(t, f.Name)
 		if err != nil {
-			return val, err
+			return err
 		}
 		val.Num = twinhub.MicrosOf(ns)
-		return val, nil
+		return nil
 	}
-	return val, twinhub.FieldErrorf(f.Name, "field has unsupported type %s", f.Type)
+	return twinhub.FieldErrorf(f.Name, "field has unsupported type %s", f.Type)
 }
 
 // timeValue accepts an RFC 3339 string or a number of unix milliseconds.
-func (d *Decoder) timeValue(fv *fastjson.Value, field string) (time.Time, *twinhub.Error) {
-	switch fv.Type() {
+func timeValue(m *member, field string) (time.Time, *twinhub.Error) {
+	switch m.t {
 	case fastjson.TypeString:
-		s, _ := fv.StringBytes()
-		t, ok := parseTime(s)
+		t, ok := parseTime(m.s)
 		if !ok {
-			return t, twinhub.FieldErrorf(field, "%q is not an RFC 3339 time (e.g. 2026-11-20T10:00:00Z)", s)
+			return t, twinhub.FieldErrorf(field, "%q is not an RFC 3339 time (e.g. 2026-11-20T10:00:00Z)", m.s)
 		}
 		return t, nil
 	case fastjson.TypeNumber:
-		ms, err := fv.Float64()
+		ms, err := fastfloat.Parse(b2s(m.s))
 		if err != nil || math.IsNaN(ms) || math.Abs(ms) > 1e15 {
-			return time.Time{}, twinhub.FieldErrorf(field, "%s is not a unix time in milliseconds", fv.String())
+			return time.Time{}, twinhub.FieldErrorf(field, "%s is not a unix time in milliseconds", m.s)
 		}
 		return time.UnixMilli(int64(ms)).Add(time.Duration(math.Mod(ms, 1) * 1e6)).UTC(), nil
 	}
-	return time.Time{}, twinhub.FieldErrorf(field, "expected an RFC 3339 time string or unix milliseconds, found %s", describe(fv))
+	return time.Time{}, twinhub.FieldErrorf(field, "expected an RFC 3339 time string or unix milliseconds, found %s", describe(m))
 }
 
 // unixNano checks that t fits int64 nanoseconds.
@@ -384,27 +479,27 @@ func unixNano(t time.Time, field string) (int64, *twinhub.Error) {
 // positionValue reads the common member position: a whole JSON number from
 // 0 to MaxPosition. 5.0 and 5e3 are whole; the check is on the text, since a
 // float64 cannot tell 2^63-1 from 2^63 or 3 from 3.0000000000000001.
-func positionValue(fv *fastjson.Value) (int64, *twinhub.Error) {
+func positionValue(m *member) (int64, *twinhub.Error) {
 	const rule = "a position is a whole number from 0 to 9223372036854775807 (2^63-1)"
-	if fv.Type() != fastjson.TypeNumber {
-		return 0, twinhub.FieldErrorf(schema.PositionField, "expected a whole number from 0 to 9223372036854775807 (2^63-1), found %s", describe(fv))
+	if m.t != fastjson.TypeNumber {
+		return 0, twinhub.FieldErrorf(schema.PositionField, "expected a whole number from 0 to 9223372036854775807 (2^63-1), found %s", describe(m))
 	}
-	n, err := fv.Int64() // the usual case, a plain integer, does not allocate
+	n, err := fastfloat.ParseInt64(b2s(m.s)) // the usual case, a plain integer
 	whole, over := true, false
 	if err != nil {
 		var ok bool
-		n, whole, over, ok = integerText(fv.String())
+		n, whole, over, ok = integerText(string(m.s))
 		if !ok {
-			return 0, twinhub.FieldErrorf(schema.PositionField, "expected a whole number from 0 to 9223372036854775807 (2^63-1), found %s", shortNumber(fv))
+			return 0, twinhub.FieldErrorf(schema.PositionField, "expected a whole number from 0 to 9223372036854775807 (2^63-1), found %s", shortNumber(m))
 		}
 	}
 	switch {
 	case n < 0:
-		return 0, twinhub.FieldErrorf(schema.PositionField, "%s is negative; %s", shortNumber(fv), rule)
+		return 0, twinhub.FieldErrorf(schema.PositionField, "%s is negative; %s", shortNumber(m), rule)
 	case !whole:
-		return 0, twinhub.FieldErrorf(schema.PositionField, "%s is not a whole number; %s", shortNumber(fv), rule)
+		return 0, twinhub.FieldErrorf(schema.PositionField, "%s is not a whole number; %s", shortNumber(m), rule)
 	case over || n > MaxPosition:
-		return 0, twinhub.FieldErrorf(schema.PositionField, "%s is too large; %s", shortNumber(fv), rule)
+		return 0, twinhub.FieldErrorf(schema.PositionField, "%s is too large; %s", shortNumber(m), rule)
 	}
 	return n, nil
 }
@@ -484,19 +579,19 @@ func allDigits(s string) bool {
 }
 
 // shortNumber is a number's text for a message, cut at 40 characters.
-func shortNumber(fv *fastjson.Value) string {
-	s := fv.String()
+func shortNumber(m *member) string {
+	s := string(m.s)
 	if len(s) > 40 {
 		s = s[:37] + "..."
 	}
 	return s
 }
 
-func stringField(fv *fastjson.Value, name string, maxLen int) ([]byte, *twinhub.Error) {
-	s, err := fv.StringBytes()
-	if err != nil {
-		return nil, twinhub.FieldErrorf(name, "expected string, found %s", describe(fv))
+func stringField(m *member, name string, maxLen int) ([]byte, *twinhub.Error) {
+	if m.t != fastjson.TypeString {
+		return nil, twinhub.FieldErrorf(name, "expected string, found %s", describe(m))
 	}
+	s := m.s
 	if len(s) == 0 {
 		return nil, twinhub.FieldErrorf(name, "must not be empty")
 	}
@@ -506,41 +601,42 @@ func stringField(fv *fastjson.Value, name string, maxLen int) ([]byte, *twinhub.
 	return s, nil
 }
 
-// keyField accepts a string key, or an integer that is used as its decimal text.
-func keyField(fv *fastjson.Value, name string) ([]byte, *twinhub.Error) {
-	if fv.Type() == fastjson.TypeNumber {
-		n, err := fv.Int64()
+// keyField accepts a string key, or an integer that is used as its decimal
+// text; made reports that the key was made so, not taken from the member.
+func keyField(m *member, name string) (key []byte, made bool, err *twinhub.Error) {
+	if m.t == fastjson.TypeNumber {
+		n, err := fastfloat.ParseInt64(b2s(m.s))
 		if err != nil {
-			return nil, twinhub.FieldErrorf(name, "expected a string or integer key, found %s", fv.String())
+			return nil, false, twinhub.FieldErrorf(name, "expected a string or integer key, found %s", m.s)
 		}
-		return strconv.AppendInt(nil, n, 10), nil
+		return strconv.AppendInt(nil, n, 10), true, nil
 	}
-	s, err := stringField(fv, name, MaxKeyLen)
-	if err != nil {
-		return nil, err
+	s, ferr := stringField(m, name, MaxKeyLen)
+	if ferr != nil {
+		return nil, false, ferr
 	}
 	for i, c := range s {
 		if c < 0x20 || c == 0x7f {
-			return nil, twinhub.FieldErrorf(name, "contains control character 0x%02x at byte %d; keys must be printable", c, i)
+			return nil, false, twinhub.FieldErrorf(name, "contains control character 0x%02x at byte %d; keys must be printable", c, i)
 		}
 	}
-	return s, nil
+	return s, false, nil
 }
 
-func describe(fv *fastjson.Value) string {
-	switch fv.Type() {
+func describe(m *member) string {
+	switch m.t {
 	case fastjson.TypeString:
-		s, _ := fv.StringBytes()
+		s := m.s
 		if len(s) > 40 {
 			s = append(s[:37:37], "..."...)
 		}
 		return fmt.Sprintf("string %q", s)
 	case fastjson.TypeNumber:
-		return "number " + fv.String()
+		return "number " + string(m.s)
 	case fastjson.TypeTrue, fastjson.TypeFalse:
-		return "bool " + fv.String()
+		return "bool " + m.t.String()
 	}
-	return fv.Type().String()
+	return m.t.String()
 }
 
 func contains(list []string, s []byte) bool {

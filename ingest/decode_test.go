@@ -133,6 +133,35 @@ func TestDecodeNull(t *testing.T) {
 	}
 }
 
+// TestDecodeRepeatedMember checks that a member sent twice counts as its
+// last occurrence (the type as its first), on the flat path and through
+// fastjson (the escaped key sends the second record there).
+func TestDecodeRepeatedMember(t *testing.T) {
+	for _, rec := range []string{
+		`{"id":"e-0","id":"e-1","type":"profile","type":"view","customer_id":"c-1","email":"a@x","email":null,"name":null,"name":"Ada"}`,
+		`{"id":"e-0","id":"e-1","type":"profile","type":"view","customer_id":"c-1","email":"a@x","email":null,"name":null,"n\u0061me":"Ada"}`,
+	} {
+		d := newTestDecoder(t)
+		var b Batch
+		if !d.Decode([]byte(rec), &b) {
+			t.Fatalf("%s: rejected: %+v", rec, b.Results[0])
+		}
+		ev := b.Events[0]
+		et := d.Schema().Events[ev.Type]
+		email, _ := et.Field("email")
+		name, _ := et.Field("name")
+		if et.Name != "profile" || ev.ID != "e-1" {
+			t.Errorf("%s: type %s id %s, want profile e-1", rec, et.Name, ev.ID)
+		}
+		if got, want := ev.Vals[email.Slot], (twinhub.Value{Type: twinhub.TypeString, Null: true}); got != want {
+			t.Errorf("%s: email = %+v, want %+v", rec, got, want)
+		}
+		if got, want := ev.Vals[name.Slot], (twinhub.Value{Type: twinhub.TypeString, Str: "Ada", Set: true}); got != want {
+			t.Errorf("%s: name = %+v, want %+v", rec, got, want)
+		}
+	}
+}
+
 func TestDecodePosition(t *testing.T) {
 	for _, tc := range []struct {
 		text string
@@ -332,11 +361,14 @@ func BenchmarkDecode(b *testing.B) {
 	b.ReportAllocs()
 	b.SetBytes(int64(len(rec)))
 	for i := range b.N {
-		if i%1000 == 0 {
+		if i%1000 == 0 { // batches of 1,000, as bench run sends
+			d.EndBatch()
 			batch.Reset()
+			d.BeginBatch()
 		}
 		d.Decode(rec, &batch)
 	}
+	d.EndBatch()
 }
 
 // TestParseUTCMatchesTimePackage compares the hand-written calendar
@@ -358,6 +390,26 @@ func TestParseUTCMatchesTimePackage(t *testing.T) {
 					t.Errorf("parseUTC(%s) = %v, %v; want %v", s, got, ok, want)
 				}
 			}
+		}
+	}
+}
+
+// TestRepresentableYears checks the second bounds against the calendar:
+// the first and last instants of the supported years are in, one
+// nanosecond beyond either is out.
+func TestRepresentableYears(t *testing.T) {
+	first := time.Date(minYear, 1, 1, 0, 0, 0, 0, time.UTC)
+	end := time.Date(maxYear+1, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		t    time.Time
+		want bool
+	}{
+		{first, true}, {first.Add(-time.Nanosecond), false},
+		{end.Add(-time.Nanosecond), true}, {end, false},
+		{testNow, true},
+	} {
+		if got := representable(c.t); got != c.want {
+			t.Errorf("representable(%s) = %v, want %v", c.t.Format(time.RFC3339Nano), got, c.want)
 		}
 	}
 }

@@ -17,12 +17,21 @@ func parseTime(s []byte) (time.Time, bool) {
 }
 
 // Unix nanoseconds in an int64 cover these years; times outside would wrap.
+// minUnix and endUnix are the first second of minYear and of the year after
+// maxYear, which a test checks against the calendar.
 const (
 	minYear = 1678
 	maxYear = 2261
+	minUnix = -9214560000
+	endUnix = 9214646400
 )
 
-func representable(t time.Time) bool { return t.Year() >= minYear && t.Year() <= maxYear }
+// representable reports whether t is within the years minYear to maxYear;
+// comparing seconds costs less than asking for t's year.
+func representable(t time.Time) bool {
+	u := t.Unix()
+	return u >= minUnix && u < endUnix
+}
 
 func parseUTC(s []byte) (time.Time, bool) {
 	if len(s) < 20 || s[len(s)-1] != 'Z' || s[4] != '-' || s[7] != '-' || (s[10] != 'T' && s[10] != 't') || s[13] != ':' || s[16] != ':' {
