@@ -1,9 +1,11 @@
 package pebble
 
 import (
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"reflect"
 	"testing"
 	"time"
@@ -325,4 +327,82 @@ func TestTrimOutputsInBatches(t *testing.T) {
 	if n != 0 || m != blocks {
 		t.Fatalf("after the trim: %d outputs, %d actions; want 0 and %d", n, m, blocks)
 	}
+}
+
+// TestLargeOutputBlocksInBlobFiles writes output blocks big enough for
+// Pebble to keep their values in blob files (see Open), then flushes and
+// compacts, trims, copies the store with Checkpoint and reopens it: every
+// output and action reads back from each.
+func TestLargeOutputBlocksInBlobFiles(t *testing.T) {
+	dir := t.TempDir()
+	db := openTest(t, dir)
+	t0 := time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
+	const blocks, per = 40, 60
+	id := uint64(1)
+	for b := range blocks {
+		at := t0.Add(time.Duration(b) * time.Hour)
+		w := engine.OutputWrite{}
+		for range per {
+			a := &twinhub.Action{ID: id, Key: fmt.Sprintf("c-%d/1/%d/0", b, id), Kind: "offer", Name: "o", Rule: "r", Twin: fmt.Sprintf("c-%d", b), Revision: id, Time: at,
+				Payload: map[string]any{"message": fmt.Sprintf("offer %d: %0100d", id, id)}, Status: twinhub.ActionFiredStatus,
+				Receipt: twinhub.Receipt{SchemaVersion: 1, Rule: "r", Trigger: "purchase", Twin: fmt.Sprintf("c-%d", b), Revision: id, Time: at}}
+			w.Outputs = append(w.Outputs, twinhub.Output{ID: id, Kind: twinhub.ActionFired, Time: at, Twin: a.Twin, Revision: id, Rule: "r", Action: a})
+			id++
+		}
+		w.Next = id
+		if err := db.WriteOutputs(&w); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.db.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.db.Compact(context.Background(), []byte{0}, []byte{0xff}, true); err != nil {
+		t.Fatal(err)
+	}
+	if blobs, _ := filepath.Glob(filepath.Join(dir, "*.blob")); len(blobs) == 0 {
+		t.Fatal("no blob files: the output blocks stayed in the sstables")
+	}
+	check := func(db *DB, when string, first uint64) {
+		t.Helper()
+		want := first
+		if err := db.ReadOutputs(0, func(o twinhub.Output) bool {
+			if o.ID != want || o.Action == nil || o.Action.Payload["message"] != fmt.Sprintf("offer %d: %0100d", want, want) {
+				t.Fatalf("%s: output %d = %+v, want id %d with its payload", when, o.ID, o, want)
+			}
+			want++
+			return true
+		}); err != nil {
+			t.Fatalf("%s: %v", when, err)
+		}
+		if want != id {
+			t.Fatalf("%s: read outputs up to %d, want up to %d", when, want-1, id-1)
+		}
+		n := 0
+		if err := db.Actions(0, func(twinhub.Action) bool { n++; return true }); err != nil || n != blocks*per {
+			t.Fatalf("%s: %d actions, %v; want %d", when, n, err, blocks*per)
+		}
+		if a, ok, err := db.Action(id - 1); err != nil || !ok || a.Payload["message"] != fmt.Sprintf("offer %d: %0100d", id-1, id-1) {
+			t.Fatalf("%s: last action = %+v, %v, %v", when, a, ok, err)
+		}
+	}
+	check(db, "after the compaction", 1)
+	cp := filepath.Join(t.TempDir(), "copy")
+	if err := db.Checkpoint(cp); err != nil {
+		t.Fatal(err)
+	}
+	// The first 10 blocks are more than a day older than the trim time.
+	if err := db.TrimOutputs(t0.Add(10 * time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	check(db, "after the trim", 10*per+1)
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db = openTest(t, dir)
+	check(db, "reopened", 10*per+1)
+	db.Close()
+	c := openTest(t, cp)
+	defer c.Close()
+	check(c, "checkpoint", 1)
 }
