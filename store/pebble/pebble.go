@@ -106,8 +106,8 @@ func Open(dir string, o Options) (*DB, error) {
 	}
 	// Values of 4 KiB and more (output blocks, mostly) go to blob files,
 	// which compactions reference instead of rewriting. The output log is
-	// append-only, so rewriting it level after level was pure cost: a
-	// tenth of the CPU of a load with 50 rules. Trimmed blocks leave
+	// append-only, so rewriting it level after level was pure cost: about
+	// 0.2 µs an event (6%) under a load with 50 rules. Trimmed blocks leave
 	// garbage in the blob files, rewritten away at 20%.
 	opts.Experimental.ValueSeparationPolicy = func() cpebble.ValueSeparationPolicy {
 		return cpebble.ValueSeparationPolicy{
