@@ -247,10 +247,10 @@ func (s *shard) reactPass(rc *reaction, t *twin, et *schema.EventType, ev *twinh
 		}
 	}
 	trig := s.trigBuf[:0] // the rules segment changes trigger
-	defer func() { s.segBuf, s.trigBuf = changes[:0], trig[:0] }()
 	if len(changes) == 0 && len(rules) == 0 {
 		return k, false
 	}
+	s.segBuf = changes[:0] // keep what append grew (trig below likewise)
 	if len(changes) > 0 && et == nil && k == 0 {
 		t.rev++ // a change time alone made: a revision of its own
 	}
@@ -274,7 +274,7 @@ func (s *shard) reactPass(rc *reaction, t *twin, et *schema.EventType, ev *twinh
 		}
 		rc.counts[s.id].n[rc.membersAt(ch.seg)] += delta
 		if emit {
-			s.outW.Outputs = append(s.outW.Outputs, s.output(kind, t, ev, et, now, seg.Name))
+			s.outW.Outputs = appendOutput(s.outW.Outputs, kind, t, ev, et, now, seg.Name)
 		}
 		k++
 		for _, ri := range rules {
@@ -305,16 +305,22 @@ func (s *shard) reactPass(rc *reaction, t *twin, et *schema.EventType, ev *twinh
 	for i := range trig {
 		k = s.fire(rc, t, trig[i].rule, &trig[i].cause, now, emit, k)
 	}
+	s.trigBuf = trig[:0]
 	return k, len(changes) > 0
 }
 
-func (s *shard) output(kind twinhub.OutputKind, t *twin, ev *twinhub.Event, et *schema.EventType, now int64, segment string) twinhub.Output {
-	o := twinhub.Output{Kind: kind, Time: time.Unix(0, now).UTC(), Twin: t.key, Revision: t.rev, Segment: segment}
+// appendOutput appends an output of t to outs. It fills the output in
+// place: an Output built and returned is copied into the slice, and the
+// copy stalls on forwarding from the stores that built it.
+func appendOutput(outs []twinhub.Output, kind twinhub.OutputKind, t *twin, ev *twinhub.Event, et *schema.EventType, now int64, segment string) []twinhub.Output {
+	outs = append(outs, twinhub.Output{})
+	o := &outs[len(outs)-1]
+	o.Kind, o.Time, o.Twin, o.Revision, o.Segment = kind, time.Unix(0, now).UTC(), t.key, t.rev, segment
 	if ev != nil {
 		o.Event = strings.Clone(ev.ID)
 		o.EventType = et.Name
 	}
-	return o
+	return outs
 }
 
 // fire evaluates one triggered rule and, when it fires, does its actions.
@@ -350,18 +356,14 @@ func (s *shard) fire(rc *reaction, t *twin, rule int, cause *schema.Cause, now i
 		st.fired[j].at = now
 	}
 	counts[rc.firedAt(r.Index)]++
-	var receipt twinhub.Receipt
+	var reads map[string]any
 	if emit {
-		receipt = twinhub.Receipt{SchemaVersion: rc.sc.Version, Rule: r.Name, When: r.When, Trigger: triggerName(cause),
-			Twin: t.key, Revision: t.rev, Time: time.Unix(0, now).UTC(), Reads: r.Reads(tv, cause, now)}
-		if cause.Event != nil {
-			receipt.Event = strings.Clone(cause.Event.ID)
-		}
+		reads = r.Reads(tv, cause, now)
 	}
 	for _, a := range r.Actions {
 		s.sideEffect(rc.sc, t, r, a, cause, now, k)
 		if emit {
-			s.outW.Outputs = append(s.outW.Outputs, s.action(rc.sc, t, r, a, cause, now, k, receipt))
+			s.appendAction(rc.sc, t, r, a, cause, now, k, reads)
 		}
 		k++
 	}
@@ -388,11 +390,19 @@ func actionKey(t *twin, v, k int) string {
 	return t.key + "/" + strconv.Itoa(v) + "/" + strconv.FormatUint(t.rev, 10) + "/" + strconv.Itoa(k)
 }
 
-// action builds the logged record of one action.
-func (s *shard) action(sc *schema.Schema, t *twin, r *schema.Rule, a *schema.ActionSpec, c *schema.Cause, now int64, k int, receipt twinhub.Receipt) twinhub.Output {
+// appendAction appends the logged record of one action, with its decision
+// receipt, to the shard's outputs. reads are the values the rule's
+// condition read; the actions of one firing share them.
+func (s *shard) appendAction(sc *schema.Schema, t *twin, r *schema.Rule, a *schema.ActionSpec, c *schema.Cause, now int64, k int, reads map[string]any) {
 	at := time.Unix(0, now).UTC()
 	act := &twinhub.Action{Key: actionKey(t, sc.Version, k), Kind: a.Kind, Name: a.Name, Rule: r.Name, Twin: t.key, Revision: t.rev,
-		Time: at, Status: twinhub.ActionFiredStatus, URL: a.URL, Receipt: receipt}
+		Time: at, Status: twinhub.ActionFiredStatus, URL: a.URL}
+	rc := &act.Receipt
+	rc.SchemaVersion, rc.Rule, rc.When, rc.Trigger = sc.Version, r.Name, r.When, triggerName(c)
+	rc.Twin, rc.Revision, rc.Time, rc.Reads = t.key, t.rev, at, reads
+	if c.Event != nil {
+		rc.Event = strings.Clone(c.Event.ID)
+	}
 	if a.Approval {
 		act.Status = twinhub.ActionPending
 		act.Expires = at.Add(a.Expires)
@@ -418,13 +428,13 @@ func (s *shard) action(sc *schema.Schema, t *twin, r *schema.Rule, a *schema.Act
 			act.Payload["value"] = t.attrs[a.Attr].val.Any()
 		}
 	}
-	out := s.output(twinhub.ActionFired, t, c.Event, c.Type, now, "")
+	s.outW.Outputs = appendOutput(s.outW.Outputs, twinhub.ActionFired, t, c.Event, c.Type, now, "")
+	out := &s.outW.Outputs[len(s.outW.Outputs)-1]
 	if c.Segment != nil {
 		out.Segment = c.Segment.Name
 	}
 	out.Rule = r.Name
 	out.Action = act
-	return out
 }
 
 // sideEffect applies what an action changes on the twin itself: tags and

@@ -513,7 +513,7 @@ func (s *shard) apply(sc *schema.Schema, p *partition, ev *twinhub.Event, seq ui
 		s.react(rc, t, et, ev, et.Segments, now, emit)
 	}
 	if s.e.out.watching.Load() && !s.e.replaying.Load() {
-		s.changes = append(s.changes, s.output(twinhub.TwinChanged, t, ev, et, now, ""))
+		s.changes = appendOutput(s.changes, twinhub.TwinChanged, t, ev, et, now, "")
 	}
 	if t.dirtySince == 0 {
 		t.dirtySince = seq
