@@ -387,7 +387,12 @@ func triggerName(c *schema.Cause) string {
 // derives the same key. The version keeps keys unique across a schema swap,
 // which rebuilds revisions from the archive.
 func actionKey(t *twin, v, k int) string {
-	return t.key + "/" + strconv.Itoa(v) + "/" + strconv.FormatUint(t.rev, 10) + "/" + strconv.Itoa(k)
+	var buf [96]byte // one allocation, for the string, where concatenation made four
+	b := append(buf[:0], t.key...)
+	b = strconv.AppendInt(append(b, '/'), int64(v), 10)
+	b = strconv.AppendUint(append(b, '/'), t.rev, 10)
+	b = strconv.AppendInt(append(b, '/'), int64(k), 10)
+	return string(b)
 }
 
 // appendAction appends the logged record of one action, with its decision
