@@ -49,7 +49,8 @@ type Options struct {
 	// ReplayLag bounds, per shard, how many archived events a restart may
 	// have to replay: twins dirty for longer are persisted. Default 1Mi.
 	ReplayLag uint64
-	// MaxBatch is the most events a shard applies per archive write. Default 8192.
+	// MaxBatch is the most events a shard applies per archive write. Default
+	// DefaultMaxBatch.
 	MaxBatch int
 	// TimelineRun is how many timeline entries a shard buffers before it
 	// writes them to the store as one sorted run. Default 256Ki.
