@@ -79,3 +79,38 @@ func formatDuration(d time.Duration, sig int) string {
 	}
 	return strconv.FormatInt(int64(d), 10) + "ns"
 }
+
+// Median returns a report whose events/s, latencies, CPU per event and
+// heap per twin are each the median of reps' (for an even count, the upper
+// of the middle two), and whose counts are the first's. Repeated runs on a
+// shared machine spread widely; the median is what to compare.
+func Median(reps []Report) Report {
+	if len(reps) == 0 {
+		return Report{}
+	}
+	of := func(f func(Report) float64) float64 {
+		v := make([]float64, len(reps))
+		for i, r := range reps {
+			v[i] = f(r)
+		}
+		return median(v)
+	}
+	dur := func(f func(Report) time.Duration) time.Duration {
+		return time.Duration(of(func(r Report) float64 { return float64(f(r)) }))
+	}
+	m := reps[0]
+	m.EventsPerSec = of(func(r Report) float64 { return r.EventsPerSec })
+	m.HeapPerTwin = of(func(r Report) float64 { return r.HeapPerTwin })
+	m.Elapsed = dur(func(r Report) time.Duration { return r.Elapsed })
+	m.AckP50 = dur(func(r Report) time.Duration { return r.AckP50 })
+	m.AckP99 = dur(func(r Report) time.Duration { return r.AckP99 })
+	m.AckP999 = dur(func(r Report) time.Duration { return r.AckP999 })
+	m.ReadP50 = dur(func(r Report) time.Duration { return r.ReadP50 })
+	m.ReadP99 = dur(func(r Report) time.Duration { return r.ReadP99 })
+	m.ReadP999 = dur(func(r Report) time.Duration { return r.ReadP999 })
+	m.StreamP50 = dur(func(r Report) time.Duration { return r.StreamP50 })
+	m.StreamP99 = dur(func(r Report) time.Duration { return r.StreamP99 })
+	m.StreamP999 = dur(func(r Report) time.Duration { return r.StreamP999 })
+	m.CPUPerEvent = dur(func(r Report) time.Duration { return r.CPUPerEvent })
+	return m
+}

@@ -102,3 +102,18 @@ func TestReportString(t *testing.T) {
 		t.Errorf("String() =\n%s\nwant\n%s", got, want)
 	}
 }
+
+func TestMedian(t *testing.T) {
+	reps := []run.Report{
+		{Events: 10, EventsPerSec: 300, AckP99: 9 * time.Millisecond, CPUPerEvent: 3 * time.Microsecond, Accepted: 10},
+		{Events: 10, EventsPerSec: 100, AckP99: 1 * time.Millisecond, CPUPerEvent: 9 * time.Microsecond, Accepted: 10},
+		{Events: 10, EventsPerSec: 200, AckP99: 5 * time.Millisecond, CPUPerEvent: 4 * time.Microsecond, Accepted: 10},
+	}
+	m := run.Median(reps)
+	if m.EventsPerSec != 200 || m.AckP99 != 5*time.Millisecond || m.CPUPerEvent != 4*time.Microsecond || m.Accepted != 10 {
+		t.Errorf("Median = %+v, want 200 events/s, ack p99 5ms, cpu/event 4µs, 10 accepted", m)
+	}
+	if got := run.Median(reps[:2]).EventsPerSec; got != 300 {
+		t.Errorf("Median of two: %v events/s, want the upper middle 300", got)
+	}
+}

@@ -131,6 +131,7 @@ func newBenchRunCmd(e env) *cobra.Command {
 		cpuProfile      string
 		schemaFile      string
 		rules, segments int
+		repeat          int
 		o               run.Options
 	)
 	c := &cobra.Command{
@@ -144,7 +145,11 @@ already written. It reports events/s, the latency of acknowledging a batch
 
 --target inprocess drives a store and engine opened in --data directly;
 --target http drives a server over its REST API: --server, or one started
-in process when --server is not given.`,
+in process when --server is not given.
+
+--repeat N runs the load N times, each into a fresh engine or server, and
+prints every run and then their median: on a shared machine single runs
+spread widely.`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if c.Flags().Changed("file") && (c.Flags().Changed("events") || c.Flags().Changed("customers") || c.Flags().Changed("seed")) {
@@ -161,6 +166,12 @@ in process when --server is not given.`,
 					return errors.New("--server needs --target http")
 				}
 				o.URL = serverURL(o.URL)
+			}
+			if repeat < 1 {
+				return fmt.Errorf("--repeat %d: must be at least 1", repeat)
+			}
+			if repeat > 1 && (o.URL != "" || o.DataDir != "") {
+				return errors.New("--repeat needs a fresh engine each run: leave out --server and --data (the same events sent again would be duplicates)")
 			}
 			t0 := time.Now()
 			var (
@@ -191,11 +202,24 @@ in process when --server is not given.`,
 				}
 				defer stop()
 			}
-			rep, err := run.Run(c.Context(), o)
-			if err != nil {
+			if repeat == 1 {
+				rep, err := run.Run(c.Context(), o)
+				if err != nil {
+					return err
+				}
+				_, err = fmt.Fprintln(e.Stdout, rep)
 				return err
 			}
-			_, err = fmt.Fprintln(e.Stdout, rep)
+			var reps []run.Report
+			for i := range repeat {
+				rep, err := run.Run(c.Context(), o)
+				if err != nil {
+					return err
+				}
+				reps = append(reps, rep)
+				fmt.Fprintf(e.Stdout, "run %d: %s\n", i+1, rep)
+			}
+			_, err = fmt.Fprintf(e.Stdout, "median of %d: %s\n", repeat, run.Median(reps))
 			return err
 		},
 	}
@@ -215,6 +239,7 @@ in process when --server is not given.`,
 	fs.BoolVar(&o.Stream, "stream", false, "over HTTP: follow /v1/stream and report the latency of outputs after their event's acknowledgement")
 	fs.IntVar(&rules, "rules", 0, "add this many generated rules to the schema")
 	fs.IntVar(&segments, "segments", 0, "add this many generated segments to the schema")
+	fs.IntVar(&repeat, "repeat", 1, "run the load this many times, each into a fresh engine or server, and print the median too")
 	return c
 }
 

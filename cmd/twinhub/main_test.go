@@ -325,3 +325,21 @@ func TestBenchGen(t *testing.T) {
 		t.Errorf("bench gen wrote %d bytes that differ from the workload's %d", got.Len(), want.Len())
 	}
 }
+
+// TestBenchRunRepeat runs a small load three times and checks that every
+// run and their median are printed; --repeat with --data is refused, as
+// the second run would send duplicates.
+func TestBenchRunRepeat(t *testing.T) {
+	res := twinhub(t, "", "bench", "run", "--events", "2000", "--customers", "100", "--readers", "0", "--repeat", "3")
+	if res.code != exitOK {
+		t.Fatalf("bench run --repeat 3: exit %d; stderr:\n%s", res.code, res.stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(res.stdout), "\n")
+	if len(lines) != 4 || !strings.HasPrefix(lines[0], "run 1: events 2,000 ") || !strings.HasPrefix(lines[3], "median of 3: events 2,000 ") {
+		t.Errorf("bench run --repeat 3 printed:\n%s\nwant three runs and their median", res.stdout)
+	}
+	res = twinhub(t, "", "bench", "run", "--events", "100", "--repeat", "2", "--data", t.TempDir())
+	if res.code == exitOK || !strings.Contains(res.stderr, "--repeat needs a fresh engine") {
+		t.Errorf("bench run --repeat 2 --data: exit %d, stderr %q; want a refusal", res.code, res.stderr)
+	}
+}
