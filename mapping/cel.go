@@ -52,7 +52,7 @@ func (p *parser) compileWhen(n *yaml.Node, path, expr string, env *celEnv, sc pa
 		if line > 0 {
 			l, c = p.exprPos(n, expr, line, col)
 		}
-		p.problems = append(p.problems, schemaProblem(l, c, path, msg, hint))
+		p.Problems = append(p.Problems, schemaProblem(l, c, path, msg, hint))
 	}
 	parsed, iss := env.env.Parse(expr)
 	if iss.Err() != nil {

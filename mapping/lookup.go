@@ -9,6 +9,7 @@ import (
 	"unsafe"
 
 	"github.com/twinhub/twinhub/ingest"
+	"github.com/twinhub/twinhub/internal/yamlread"
 	"github.com/valyala/fastjson"
 )
 
@@ -111,7 +112,7 @@ func loadCSV(name, file string, data []byte, o ingest.CSVOptions, key string) (*
 		}
 		k, ok := t.colIdx[key]
 		if !ok {
-			probs = append(probs, tableProblem{msg: fmt.Sprintf("lookup %s: %s has no column %q", name, file, key), hint: suggestOr(key, t.cols), atKey: true})
+			probs = append(probs, tableProblem{msg: fmt.Sprintf("lookup %s: %s has no column %q", name, file, key), hint: yamlread.SuggestOr(key, t.cols), atKey: true})
 			return false
 		}
 		keyCol = k

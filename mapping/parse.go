@@ -4,14 +4,12 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -20,6 +18,7 @@ import (
 
 	"github.com/twinhub/twinhub"
 	"github.com/twinhub/twinhub/ingest"
+	"github.com/twinhub/twinhub/internal/yamlread"
 	"github.com/twinhub/twinhub/schema"
 )
 
@@ -43,7 +42,6 @@ var (
 var (
 	sourceNameRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]*$`)
 	identRE      = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-	yamlLineRE   = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 )
 
 const maxSourceLen = 128
@@ -58,36 +56,21 @@ func Parse(src []byte, sc *schema.Schema, o Options) (*Mapping, error) {
 	}
 	p := &parser{src: src, lines: strings.Split(strings.ReplaceAll(string(src), "\r\n", "\n"), "\n"), sc: sc, opts: o}
 	m := p.document()
-	if len(p.problems) > 0 {
-		sort.SliceStable(p.problems, func(i, j int) bool {
-			a, b := p.problems[i], p.problems[j]
-			if a.Line != b.Line {
-				return a.Line < b.Line
-			}
-			return a.Column < b.Column
-		})
-		return nil, &schema.ValidationError{Problems: p.problems, Subject: "mapping"}
+	if len(p.Problems) > 0 {
+		return nil, &schema.ValidationError{Problems: p.Sorted(), Subject: "mapping"}
 	}
 	return m, nil
 }
 
 // parser walks the YAML node tree, collecting every problem it meets.
 type parser struct {
+	yamlread.Reader
 	src      []byte
 	lines    []string
 	sc       *schema.Schema
 	opts     Options
 	m        *Mapping
-	problems []schema.Problem
 	declared map[string]bool // lookup names, loaded or not
-}
-
-func (p *parser) add(n *yaml.Node, path, hint, format string, args ...any) {
-	var line, col int
-	if n != nil {
-		line, col = n.Line, n.Column
-	}
-	p.problems = append(p.problems, schema.Problem{Line: line, Column: col, Path: path, Message: fmt.Sprintf(format, args...), Hint: hint})
 }
 
 func schemaProblem(line, col int, path, msg, hint string) schema.Problem {
@@ -95,136 +78,33 @@ func schemaProblem(line, col int, path, msg, hint string) schema.Problem {
 }
 
 func (p *parser) addAt(w where, hint, format string, args ...any) {
-	p.problems = append(p.problems, schema.Problem{Line: w.line, Column: w.col, Path: w.path, Message: fmt.Sprintf(format, args...), Hint: hint})
+	p.Problems = append(p.Problems, schema.Problem{Line: w.line, Column: w.col, Path: w.path, Message: fmt.Sprintf(format, args...), Hint: hint})
 }
 
 // kv is one key: value pair of a YAML mapping.
-type kv struct {
-	key  string
-	k, v *yaml.Node
-	path string
-}
-
-func joinPath(path, key string) string {
-	if path == "" {
-		return key
-	}
-	return path + "." + key
-}
-
-func resolveNode(n *yaml.Node) *yaml.Node {
-	for i := 0; n != nil && n.Kind == yaml.AliasNode && i < 16; i++ {
-		n = n.Alias
-	}
-	if n != nil && n.Kind == yaml.AliasNode {
-		return nil
-	}
-	return n
-}
-
-func isNull(n *yaml.Node) bool {
-	return n == nil || n.Kind == 0 || n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null"
-}
-
-// describeNode names what a node is, for "expected X, found Y" messages.
-func describeNode(n *yaml.Node) string {
-	switch {
-	case isNull(n):
-		return "nothing"
-	case n.Kind == yaml.MappingNode:
-		return "a mapping"
-	case n.Kind == yaml.SequenceNode:
-		return "a list"
-	}
-	switch n.ShortTag() {
-	case "!!int", "!!float":
-		return "the number " + n.Value
-	case "!!bool":
-		return "the bool " + n.Value
-	}
-	return strconv.Quote(n.Value)
-}
-
-// mapping returns the entries of mapping node n, reporting a node that is
-// not a mapping, keys that are not names, keys declared twice and, when
-// allowed is not nil, unknown keys.
-func (p *parser) mapping(n *yaml.Node, path string, allowed []string, what string) []kv {
-	n = resolveNode(n)
-	if isNull(n) {
-		return nil
-	}
-	if n.Kind != yaml.MappingNode {
-		p.add(n, path, "", "expected %s, found %s", what, describeNode(n))
-		return nil
-	}
-	var out []kv
-	seen := map[string]*yaml.Node{}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := resolveNode(n.Content[i]), resolveNode(n.Content[i+1])
-		if k == nil || k.Kind != yaml.ScalarNode || isNull(k) {
-			p.add(n.Content[i], path, "keys are plain names", "expected a name as key, found %s", describeNode(k))
-			continue
-		}
-		key := k.Value
-		kp := joinPath(path, key)
-		if prev, dup := seen[key]; dup {
-			p.add(k, kp, "remove one of them", "%q is declared twice (first at line %d)", key, prev.Line)
-			continue
-		}
-		seen[key] = k
-		if allowed != nil && !slices.Contains(allowed, key) {
-			p.add(k, kp, suggestOr(key, allowed), "unknown key %q", key)
-			continue
-		}
-		out = append(out, kv{key: key, k: k, v: v, path: kp})
-	}
-	return out
-}
+type kv = yamlread.Entry
 
 func byKey(kvs []kv) map[string]kv {
 	m := make(map[string]kv, len(kvs))
 	for _, e := range kvs {
-		m[e.key] = e
+		m[e.Key] = e
 	}
 	return m
 }
 
-func (p *parser) str(n *yaml.Node, path string) (string, bool) {
-	if n != nil && n.Kind == yaml.ScalarNode && n.ShortTag() == "!!str" {
-		return n.Value, true
-	}
-	hint := ""
-	if n != nil && n.Kind == yaml.ScalarNode && !isNull(n) {
-		hint = "quote it to make it a string"
-	}
-	p.add(n, path, hint, "expected a string, found %s", describeNode(n))
-	return "", false
-}
-
-func (p *parser) boolean(n *yaml.Node, path string) (bool, bool) {
-	if n != nil && n.Kind == yaml.ScalarNode && n.ShortTag() == "!!bool" {
-		var b bool
-		if n.Decode(&b) == nil {
-			return b, true
-		}
-	}
-	p.add(n, path, "use true or false", "expected a bool, found %s", describeNode(n))
-	return false, false
-}
-
 // scalars reads a list of scalars as their texts (null_values: ["", NA, 0]).
 func (p *parser) scalars(n *yaml.Node, path string) ([]string, bool) {
-	n = resolveNode(n)
+	n = yamlread.Resolve(n)
 	if n == nil || n.Kind != yaml.SequenceNode {
-		p.add(n, path, `write a list, e.g. ["", "NA"]`, "expected a list, found %s", describeNode(n))
+		p.Add(n, path, `write a list, e.g. ["", "NA"]`, "expected a list, found %s", yamlread.Describe(n))
 		return nil, false
 	}
 	var out []string
 	ok := true
 	for i, c := range n.Content {
-		c = resolveNode(c)
+		c = yamlread.Resolve(c)
 		if c == nil || c.Kind != yaml.ScalarNode {
-			p.add(c, fmt.Sprintf("%s[%d]", path, i), "", "expected a text, found %s", describeNode(c))
+			p.Add(c, fmt.Sprintf("%s[%d]", path, i), "", "expected a text, found %s", yamlread.Describe(c))
 			ok = false
 			continue
 		}
@@ -235,7 +115,7 @@ func (p *parser) scalars(n *yaml.Node, path string) ([]string, bool) {
 
 // char reads a one-character option; "" gives 0 when allowEmpty.
 func (p *parser) char(n *yaml.Node, path string, allowEmpty bool) (rune, bool) {
-	s, ok := p.str(n, path)
+	s, ok := p.Str(n, path)
 	if !ok {
 		return 0, false
 	}
@@ -249,86 +129,28 @@ func (p *parser) char(n *yaml.Node, path string, allowEmpty bool) (rune, bool) {
 	}
 	if r, size := utf8.DecodeRuneInString(s); size == len(s) && size > 0 && r != utf8.RuneError {
 		if r >= utf8.RuneSelf {
-			p.add(n, path, "use an ASCII character", "%q is not an ASCII character", s)
+			p.Add(n, path, "use an ASCII character", "%q is not an ASCII character", s)
 			return 0, false
 		}
 		if r == '\n' || r == '\r' {
-			p.add(n, path, "", "a line break cannot be used here")
+			p.Add(n, path, "", "a line break cannot be used here")
 			return 0, false
 		}
 		return r, true
 	}
-	p.add(n, path, `one character, e.g. ";" or "\t"`, "expected one character, found %q", s)
+	p.Add(n, path, `one character, e.g. ";" or "\t"`, "expected one character, found %q", s)
 	return 0, false
-}
-
-var yamlParserErrors = []string{
-	"did not find expected <document start>", "did not find expected node content",
-	"did not find expected '-' indicator", "did not find expected key",
-	"did not find expected ',' or ']'", "did not find expected ',' or '}'",
-}
-
-func (p *parser) yamlError(err error) {
-	msg := err.Error()
-	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
-		line, _ := strconv.Atoi(m[1])
-		if slices.Contains(yamlParserErrors, m[2]) {
-			line++
-		}
-		p.problems = append(p.problems, schema.Problem{Line: line, Column: 1, Message: "YAML syntax: " + m[2],
-			Hint: "check indentation, colons, brackets and quotes from this line on"})
-		return
-	}
-	p.problems = append(p.problems, schema.Problem{Message: "YAML syntax: " + strings.TrimPrefix(msg, "yaml: "),
-		Hint: "check indentation, colons, brackets and quotes"})
 }
 
 const startHint = "start with source:, format: and events:"
 
-// root decodes the YAML document and returns its top mapping.
-func (p *parser) root() *yaml.Node {
-	dec := yaml.NewDecoder(bytes.NewReader(p.src))
-	var doc yaml.Node
-	if err := dec.Decode(&doc); err != nil {
-		if errors.Is(err, io.EOF) {
-			p.add(nil, "", startHint, "the mapping is empty")
-		} else {
-			p.yamlError(err)
-		}
-		return nil
-	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); err == nil {
-		p.add(&extra, "", "a mapping is one YAML document: remove the --- separator", "more than one YAML document")
-	} else if !errors.Is(err, io.EOF) {
-		p.yamlError(err)
-	}
-	root := &doc
-	if root.Kind == yaml.DocumentNode {
-		if len(root.Content) == 0 {
-			p.add(nil, "", startHint, "the mapping is empty")
-			return nil
-		}
-		root = resolveNode(root.Content[0])
-	}
-	if isNull(root) {
-		p.add(root, "", startHint, "the mapping is empty")
-		return nil
-	}
-	if root.Kind != yaml.MappingNode {
-		p.add(root, "", startHint, "expected a mapping at the top level, found %s", describeNode(root))
-		return nil
-	}
-	return root
-}
-
 func (p *parser) document() *Mapping {
-	root := p.root()
+	root := p.Root(p.src, "mapping", startHint)
 	if root == nil {
 		return nil
 	}
 	if p.sc == nil {
-		p.add(root, "", "", "no schema to map to")
+		p.Add(root, "", "", "no schema to map to")
 		return nil
 	}
 	m := &Mapping{
@@ -337,35 +159,35 @@ func (p *parser) document() *Mapping {
 		lookups: map[string]*table{}, keepDeletes: true,
 	}
 	p.m = m
-	top := byKey(p.mapping(root, "", topKeys, "a mapping"))
+	top := byKey(p.Mapping(root, "", topKeys, "a mapping"))
 
 	if e, ok := top["source"]; ok {
-		if s, ok := p.str(e.v, e.path); ok {
+		if s, ok := p.Str(e.V, e.Path); ok {
 			switch {
 			case len(s) > maxSourceLen:
-				p.add(e.v, e.path, "", "the source name is longer than %d characters", maxSourceLen)
+				p.Add(e.V, e.Path, "", "the source name is longer than %d characters", maxSourceLen)
 			case !sourceNameRE.MatchString(s):
-				p.add(e.v, e.path, "use letters, digits, _, . and -, e.g. crm or shop.orders", "invalid source name %q", s)
+				p.Add(e.V, e.Path, "use letters, digits, _, . and -, e.g. crm or shop.orders", "invalid source name %q", s)
 			default:
 				m.Source = s
 			}
 		}
 	} else {
-		p.add(root, "source", "name the source, e.g. source: crm", "missing source")
+		p.Add(root, "source", "name the source, e.g. source: crm", "missing source")
 	}
 	if e, ok := top["description"]; ok {
-		m.Description, _ = p.str(e.v, e.path)
+		m.Description, _ = p.Str(e.V, e.Path)
 	}
 	if e, ok := top["format"]; ok {
-		if s, ok := p.str(e.v, e.path); ok {
+		if s, ok := p.Str(e.V, e.Path); ok {
 			if k, ok := ingest.ParseFormatKind(s); ok {
 				m.Format.Kind = k
 			} else {
-				p.add(e.v, e.path, suggestOr(s, formatNames), "unknown format %q", s)
+				p.Add(e.V, e.Path, yamlread.SuggestOr(s, formatNames), "unknown format %q", s)
 			}
 		}
 	} else {
-		p.add(root, "format", "one of csv, ndjson, json, debezium", "missing format")
+		p.Add(root, "format", "one of csv, ndjson, json, debezium", "missing format")
 	}
 	m.csv = m.Format.Kind == ingest.FormatCSV
 	m.debezium = m.Format.Kind == ingest.FormatDebezium
@@ -374,27 +196,27 @@ func (p *parser) document() *Mapping {
 	}
 	if e, ok := top["csv"]; ok {
 		if m.Format.Kind != 0 && !m.csv {
-			p.add(e.k, e.path, "remove it, or use format: csv", "csv options apply only to format csv, not %s", m.Format.Kind)
+			p.Add(e.K, e.Path, "remove it, or use format: csv", "csv options apply only to format csv, not %s", m.Format.Kind)
 		} else {
 			m.Format.CSV = p.csvOptions(e, ingest.DefaultCSV())
 			if m.csv && !m.Format.CSV.Header && len(m.Format.CSV.Columns) == 0 {
-				p.add(e.k, e.path, "add columns: [name, ...] to name them", "without a header row the columns need names")
+				p.Add(e.K, e.Path, "add columns: [name, ...] to name them", "without a header row the columns need names")
 			}
 		}
 	}
 	if e, ok := top["null_values"]; ok {
-		if vs, ok := p.scalars(e.v, e.path); ok {
+		if vs, ok := p.scalars(e.V, e.Path); ok {
 			m.nullValues = vs
 			m.nullEmpty = len(vs) == 1 && vs[0] == ""
 		}
 	}
 	if e, ok := top["true_values"]; ok {
-		if vs, ok := p.scalars(e.v, e.path); ok {
+		if vs, ok := p.scalars(e.V, e.Path); ok {
 			m.trueValues = vs
 		}
 	}
 	if e, ok := top["false_values"]; ok {
-		if vs, ok := p.scalars(e.v, e.path); ok {
+		if vs, ok := p.scalars(e.V, e.Path); ok {
 			m.falseValues = vs
 		}
 	}
@@ -403,29 +225,29 @@ func (p *parser) document() *Mapping {
 			if strings.EqualFold(t, f) {
 				n := root
 				if e, ok := top["false_values"]; ok {
-					n = e.v
+					n = e.V
 				}
-				p.add(n, "false_values", "a text cannot mean both true and false", "%q is in both true_values and false_values", f)
+				p.Add(n, "false_values", "a text cannot mean both true and false", "%q is in both true_values and false_values", f)
 			}
 		}
 	}
 	if e, ok := top["time_zone"]; ok {
-		if s, ok := p.str(e.v, e.path); ok {
+		if s, ok := p.Str(e.V, e.Path); ok {
 			p.timeZone(e, s)
 		}
 	}
 	if e, ok := top["decimal"]; ok {
-		if s, ok := p.str(e.v, e.path); ok {
+		if s, ok := p.Str(e.V, e.Path); ok {
 			if s == "." || s == "," {
 				m.dec = s[0]
 			} else {
-				p.add(e.v, e.path, `"." or ","`, "invalid decimal separator %q", s)
+				p.Add(e.V, e.Path, `"." or ","`, "invalid decimal separator %q", s)
 			}
 		}
 	}
 	if e, ok := top["debezium"]; ok {
 		if m.Format.Kind != 0 && !m.debezium {
-			p.add(e.k, e.path, "remove it, or use format: debezium", "debezium options apply only to format debezium, not %s", m.Format.Kind)
+			p.Add(e.K, e.Path, "remove it, or use format: debezium", "debezium options apply only to format debezium, not %s", m.Format.Kind)
 		} else {
 			p.debeziumOptions(e)
 		}
@@ -438,16 +260,16 @@ func (p *parser) document() *Mapping {
 	}
 	env, err := newCELEnv()
 	if err != nil {
-		p.add(root, "", "", "cannot build the expression environment: %v", err)
+		p.Add(root, "", "", "cannot build the expression environment: %v", err)
 		return nil
 	}
 	if e, ok := top["events"]; ok {
 		p.events(e, env)
 	} else {
-		p.add(root, "events", "add events: with at least one entry, e.g. - {type: purchase, key: customer_id, fields: {amount: amount}}", "missing events")
+		p.Add(root, "events", "add events: with at least one entry, e.g. - {type: purchase, key: customer_id, fields: {amount: amount}}", "missing events")
 	}
 	p.checkLiterals(m)
-	if len(p.problems) > 0 {
+	if len(p.Problems) > 0 {
 		return nil
 	}
 	return m
@@ -458,87 +280,87 @@ func (p *parser) timeZone(e kv, s string) {
 	case "", "UTC", "utc", "Z":
 		return
 	case "Local", "local":
-		p.add(e.v, e.path, "name the zone, e.g. Europe/Berlin: the server's zone differs between machines", "time_zone Local depends on the machine")
+		p.Add(e.V, e.Path, "name the zone, e.g. Europe/Berlin: the server's zone differs between machines", "time_zone Local depends on the machine")
 		return
 	}
 	loc, err := time.LoadLocation(s)
 	if err != nil {
-		p.add(e.v, e.path, "use an IANA zone name such as America/Sao_Paulo, Europe/Berlin or UTC", "unknown time zone %q", s)
+		p.Add(e.V, e.Path, "use an IANA zone name such as America/Sao_Paulo, Europe/Berlin or UTC", "unknown time zone %q", s)
 		return
 	}
 	p.m.loc = loc
 }
 
 func (p *parser) csvOptions(e kv, o ingest.CSVOptions) ingest.CSVOptions {
-	for _, c := range p.mapping(e.v, e.path, csvKeys, "a mapping of CSV options") {
-		switch c.key {
+	for _, c := range p.Mapping(e.V, e.Path, csvKeys, "a mapping of CSV options") {
+		switch c.Key {
 		case "delimiter":
-			if r, ok := p.char(c.v, c.path, false); ok {
+			if r, ok := p.char(c.V, c.Path, false); ok {
 				o.Delimiter = r
 			}
 		case "quote":
-			if r, ok := p.char(c.v, c.path, true); ok {
+			if r, ok := p.char(c.V, c.Path, true); ok {
 				o.Quote = r
 			}
 		case "header":
-			if b, ok := p.boolean(c.v, c.path); ok {
+			if b, ok := p.Bool(c.V, c.Path); ok {
 				o.Header = b
 			}
 		case "columns":
-			n := resolveNode(c.v)
+			n := yamlread.Resolve(c.V)
 			if n == nil || n.Kind != yaml.SequenceNode {
-				p.add(c.v, c.path, "write a list, e.g. [customer_id, date, amount]", "expected a list of column names, found %s", describeNode(n))
+				p.Add(c.V, c.Path, "write a list, e.g. [customer_id, date, amount]", "expected a list of column names, found %s", yamlread.Describe(n))
 				continue
 			}
 			cols := make([]string, 0, len(n.Content))
 			for i, cn := range n.Content {
-				cn = resolveNode(cn)
-				if cn == nil || cn.Kind != yaml.ScalarNode || isNull(cn) {
-					p.add(cn, fmt.Sprintf("%s[%d]", c.path, i), "", "expected a column name, found %s", describeNode(cn))
+				cn = yamlread.Resolve(cn)
+				if cn == nil || cn.Kind != yaml.ScalarNode || yamlread.IsNull(cn) {
+					p.Add(cn, fmt.Sprintf("%s[%d]", c.Path, i), "", "expected a column name, found %s", yamlread.Describe(cn))
 					continue
 				}
 				cols = append(cols, cn.Value)
 			}
 			o.Columns = cols
 		case "encoding":
-			if s, ok := p.str(c.v, c.path); ok {
+			if s, ok := p.Str(c.V, c.Path); ok {
 				if enc, ok := encodings[strings.ToLower(s)]; ok {
 					o.Encoding = enc
 				} else {
-					p.add(c.v, c.path, "one of utf-8, latin1, windows-1252", "unknown encoding %q", s)
+					p.Add(c.V, c.Path, "one of utf-8, latin1, windows-1252", "unknown encoding %q", s)
 				}
 			}
 		case "comment":
-			if r, ok := p.char(c.v, c.path, true); ok {
+			if r, ok := p.char(c.V, c.Path, true); ok {
 				o.Comment = r
 			}
 		}
 	}
 	if o.Delimiter != 0 && o.Delimiter == o.Quote {
-		p.add(e.k, e.path, "", "the delimiter and the quote are the same character %q", o.Delimiter)
+		p.Add(e.K, e.Path, "", "the delimiter and the quote are the same character %q", o.Delimiter)
 	}
 	return o
 }
 
 func (p *parser) debeziumOptions(e kv) {
-	for _, c := range p.mapping(e.v, e.path, debeziumKeys, "a mapping of Debezium options") {
-		switch c.key {
+	for _, c := range p.Mapping(e.V, e.Path, debeziumKeys, "a mapping of Debezium options") {
+		switch c.Key {
 		case "on_delete":
-			if s, ok := p.str(c.v, c.path); ok {
+			if s, ok := p.Str(c.V, c.Path); ok {
 				switch s {
 				case "clear":
 					p.m.keepDeletes = true
 				case "ignore":
 					p.m.keepDeletes = false
 				default:
-					p.add(c.v, c.path, suggestOr(s, []string{"clear", "ignore"}), "unknown on_delete policy %q", s)
+					p.Add(c.V, c.Path, yamlread.SuggestOr(s, []string{"clear", "ignore"}), "unknown on_delete policy %q", s)
 				}
 			}
 		case "position":
-			if s, ok := p.str(c.v, c.path); ok {
+			if s, ok := p.Str(c.V, c.Path); ok {
 				pt, err := compilePath(s, pathScope{debezium: true})
 				if err != nil {
-					p.add(c.v, c.path, "e.g. position: source.sequence", "%v", err)
+					p.Add(c.V, c.Path, "e.g. position: source.sequence", "%v", err)
 				} else {
 					p.m.position = pt
 				}
@@ -549,28 +371,28 @@ func (p *parser) debeziumOptions(e kv) {
 
 func (p *parser) lookups(e kv) {
 	p.declared = map[string]bool{}
-	for _, le := range p.mapping(e.v, e.path, nil, "a mapping of lookup names to their files") {
-		p.declared[le.key] = true
-		f := byKey(p.mapping(le.v, le.path, lookupKeys, "a mapping with file: and key:"))
+	for _, le := range p.Mapping(e.V, e.Path, nil, "a mapping of lookup names to their files") {
+		p.declared[le.Key] = true
+		f := byKey(p.Mapping(le.V, le.Path, lookupKeys, "a mapping with file: and key:"))
 		fe, okFile := f["file"]
 		ke, okKey := f["key"]
 		if !okFile {
-			p.add(le.k, le.path+".file", "name the file, e.g. file: orders.csv", "missing file")
+			p.Add(le.K, le.Path+".file", "name the file, e.g. file: orders.csv", "missing file")
 		}
 		if !okKey {
-			p.add(le.k, le.path+".key", "name the column that identifies a row, e.g. key: order_id", "missing key")
+			p.Add(le.K, le.Path+".key", "name the column that identifies a row, e.g. key: order_id", "missing key")
 		}
 		if !okFile || !okKey {
 			continue
 		}
-		file, ok1 := p.str(fe.v, fe.path)
-		key, ok2 := p.str(ke.v, ke.path)
+		file, ok1 := p.Str(fe.V, fe.Path)
+		key, ok2 := p.Str(ke.V, ke.Path)
 		if !ok1 || !ok2 {
 			continue
 		}
 		kind, ok := lookupKind(file)
 		if !ok {
-			p.add(fe.v, fe.path, "use a file ending in .csv, .tsv, .ndjson, .jsonl or .json (optionally .gz)", "cannot tell the format of %q from its name", file)
+			p.Add(fe.V, fe.Path, "use a file ending in .csv, .tsv, .ndjson, .jsonl or .json (optionally .gz)", "cannot tell the format of %q from its name", file)
 			continue
 		}
 		o := ingest.DefaultCSV()
@@ -579,17 +401,17 @@ func (p *parser) lookups(e kv) {
 		}
 		if ce, ok := f["csv"]; ok {
 			if kind != "csv" && kind != "tsv" {
-				p.add(ce.k, ce.path, "remove it", "csv options apply only to CSV lookups, and %s is %s", file, kind)
+				p.Add(ce.K, ce.Path, "remove it", "csv options apply only to CSV lookups, and %s is %s", file, kind)
 			} else {
 				o = p.csvOptions(ce, o)
 				if !o.Header && len(o.Columns) == 0 {
-					p.add(ce.k, ce.path, "add columns: [name, ...] to name them", "without a header row the columns need names")
+					p.Add(ce.K, ce.Path, "add columns: [name, ...] to name them", "without a header row the columns need names")
 					continue
 				}
 			}
 		}
 		if !filepath.IsLocal(file) {
-			p.add(fe.v, fe.path, "put the file in the mapping's directory (or below it) and name it relative to it",
+			p.Add(fe.V, fe.Path, "put the file in the mapping's directory (or below it) and name it relative to it",
 				"lookup file %q must be a relative path inside the mapping's directory", file)
 			continue
 		}
@@ -598,54 +420,54 @@ func (p *parser) lookups(e kv) {
 			var pe *fs.PathError
 			switch {
 			case errors.Is(err, fs.ErrNotExist):
-				p.add(fe.v, fe.path, "lookup files are relative to the mapping's directory", "lookup file %q does not exist", file)
+				p.Add(fe.V, fe.Path, "lookup files are relative to the mapping's directory", "lookup file %q does not exist", file)
 			case errors.As(err, &pe):
-				p.add(fe.v, fe.path, "", "cannot read lookup file %q: %v", file, pe.Err)
+				p.Add(fe.V, fe.Path, "", "cannot read lookup file %q: %v", file, pe.Err)
 			default:
-				p.add(fe.v, fe.path, "", "cannot read lookup file %q: %v", file, err)
+				p.Add(fe.V, fe.Path, "", "cannot read lookup file %q: %v", file, err)
 			}
 			continue
 		}
 		if data, err = readAllInput(data); err != nil {
-			p.add(fe.v, fe.path, "", "cannot read lookup file %q: %v", file, err)
+			p.Add(fe.V, fe.Path, "", "cannot read lookup file %q: %v", file, err)
 			continue
 		}
 		if len(data) > maxLookupSize {
-			p.add(fe.v, fe.path, "", "lookup file %q is larger than %d bytes", file, maxLookupSize)
+			p.Add(fe.V, fe.Path, "", "lookup file %q is larger than %d bytes", file, maxLookupSize)
 			continue
 		}
 		var t *table
 		var probs []tableProblem
 		if kind == "csv" || kind == "tsv" {
-			t, probs = loadCSV(le.key, file, toUTF8(data, o.Encoding), o, key)
+			t, probs = loadCSV(le.Key, file, toUTF8(data, o.Encoding), o, key)
 		} else {
-			t, probs = loadJSON(le.key, file, data, key)
+			t, probs = loadJSON(le.Key, file, data, key)
 		}
 		for _, pr := range probs {
-			n, path := fe.v, fe.path
+			n, path := fe.V, fe.Path
 			if pr.atKey {
-				n, path = ke.v, ke.path
+				n, path = ke.V, ke.Path
 			}
-			p.add(n, path, pr.hint, "%s", pr.msg)
+			p.Add(n, path, pr.hint, "%s", pr.msg)
 		}
 		if t != nil {
-			p.m.lookups[le.key] = t
+			p.m.lookups[le.Key] = t
 		}
 	}
 }
 
 func (p *parser) joins(e kv) {
-	n := resolveNode(e.v)
-	if isNull(n) {
+	n := yamlread.Resolve(e.V)
+	if yamlread.IsNull(n) {
 		return
 	}
 	if n.Kind != yaml.SequenceNode {
-		p.add(n, e.path, "write a list, e.g. - {lookup: orders, on: order_id, as: order}", "expected a list of joins, found %s", describeNode(n))
+		p.Add(n, e.Path, "write a list, e.g. - {lookup: orders, on: order_id, as: order}", "expected a list of joins, found %s", yamlread.Describe(n))
 		return
 	}
 	var later []string // as names, to explain an `on` that names a later join
 	for _, c := range n.Content {
-		if c = resolveNode(c); c != nil && c.Kind == yaml.MappingNode {
+		if c = yamlread.Resolve(c); c != nil && c.Kind == yaml.MappingNode {
 			for i := 0; i+1 < len(c.Content); i += 2 {
 				if c.Content[i].Value == "as" {
 					later = append(later, c.Content[i+1].Value)
@@ -654,9 +476,9 @@ func (p *parser) joins(e kv) {
 		}
 	}
 	for i, c := range n.Content {
-		path := fmt.Sprintf("%s[%d]", e.path, i)
-		c = resolveNode(c)
-		f := byKey(p.mapping(c, path, joinKeys, "a mapping with lookup:, on: and as:"))
+		path := fmt.Sprintf("%s[%d]", e.Path, i)
+		c = yamlread.Resolve(c)
+		f := byKey(p.Mapping(c, path, joinKeys, "a mapping with lookup:, on: and as:"))
 		if c == nil || c.Kind != yaml.MappingNode {
 			continue
 		}
@@ -664,14 +486,14 @@ func (p *parser) joins(e kv) {
 		ok := true
 		for _, k := range []string{"lookup", "on", "as"} {
 			if _, has := f[k]; !has {
-				p.add(c, path+"."+k, "a join needs lookup:, on: and as:", "missing %s", k)
+				p.Add(c, path+"."+k, "a join needs lookup:, on: and as:", "missing %s", k)
 				ok = false
 			}
 		}
 		if !ok {
 			continue
 		}
-		if s, good := p.str(f["lookup"].v, f["lookup"].path); good {
+		if s, good := p.Str(f["lookup"].V, f["lookup"].Path); good {
 			j.lookup = s
 			if t, found := p.m.lookups[s]; found {
 				j.table = t
@@ -681,42 +503,42 @@ func (p *parser) joins(e kv) {
 					names = append(names, name)
 				}
 				sort.Strings(names)
-				hint := suggestOr(s, names)
+				hint := yamlread.SuggestOr(s, names)
 				if len(names) == 0 {
 					hint = "declare it under lookups:"
 				}
-				p.add(f["lookup"].v, f["lookup"].path, hint, "unknown lookup %q", s)
+				p.Add(f["lookup"].V, f["lookup"].Path, hint, "unknown lookup %q", s)
 			}
 		}
-		if s, good := p.str(f["as"].v, f["as"].path); good {
+		if s, good := p.Str(f["as"].V, f["as"].Path); good {
 			switch {
 			case !identRE.MatchString(s):
-				p.add(f["as"].v, f["as"].path, "use letters, digits and underscores, e.g. order", "invalid join name %q", s)
+				p.Add(f["as"].V, f["as"].Path, "use letters, digits and underscores, e.g. order", "invalid join name %q", s)
 			case s == "item":
-				p.add(f["as"].v, f["as"].path, "pick another name", "item is the element of each; a join cannot be called item")
+				p.Add(f["as"].V, f["as"].Path, "pick another name", "item is the element of each; a join cannot be called item")
 			case slices.ContainsFunc(p.m.joins, func(o *join) bool { return o.as == s }):
-				p.add(f["as"].v, f["as"].path, "give each join its own name", "two joins are called %q", s)
+				p.Add(f["as"].V, f["as"].Path, "give each join its own name", "two joins are called %q", s)
 			default:
 				j.as = s
 			}
 		}
-		if s, good := p.str(f["on"].v, f["on"].path); good {
+		if s, good := p.Str(f["on"].V, f["on"].Path); good {
 			pt, err := compilePath(s, pathScope{joins: p.m.joins, debezium: p.m.debezium, csv: p.m.csv})
 			if err != nil {
-				p.add(f["on"].v, f["on"].path, "", "%v", err)
+				p.Add(f["on"].V, f["on"].Path, "", "%v", err)
 			} else {
 				first := strings.SplitN(s, ".", 2)[0]
 				if pt.root == rootRecord && len(pt.segs) > 1 && slices.Contains(later, first) && first != j.as {
-					p.add(f["on"].v, f["on"].path, "joins apply in order: move the join called "+first+" before this one", "%s is joined after this join", first)
+					p.Add(f["on"].V, f["on"].Path, "joins apply in order: move the join called "+first+" before this one", "%s is joined after this join", first)
 				} else if first == j.as && len(pt.segs) > 1 {
-					p.add(f["on"].v, f["on"].path, "", "a join cannot use its own row")
+					p.Add(f["on"].V, f["on"].Path, "", "a join cannot use its own row")
 				}
 				j.on = pt
-				p.checkCSVPath(pt, f["on"].v, f["on"].path)
+				p.checkCSVPath(pt, f["on"].V, f["on"].Path)
 			}
 		}
 		if o, has := f["optional"]; has {
-			j.optional, _ = p.boolean(o.v, o.path)
+			j.optional, _ = p.Bool(o.V, o.Path)
 		}
 		if j.as != "" && j.lookup != "" {
 			p.m.joins = append(p.m.joins, j)
@@ -737,7 +559,7 @@ func (p *parser) checkCSVPath(pt *path, n *yaml.Node, path string) {
 	if slices.Contains(cols, pt.whole) {
 		return
 	}
-	p.add(n, path, suggestOr(pt.whole, cols), "there is no column %q in csv.columns", pt.whole)
+	p.Add(n, path, yamlread.SuggestOr(pt.whole, cols), "there is no column %q in csv.columns", pt.whole)
 }
 
 // registerCSV gives a CSV record path its slot in Mapper.cols.
@@ -749,21 +571,21 @@ func (p *parser) registerCSV(pt *path) {
 }
 
 func (p *parser) events(e kv, env *celEnv) {
-	n := resolveNode(e.v)
-	if isNull(n) || n.Kind == yaml.SequenceNode && len(n.Content) == 0 {
-		p.add(e.k, e.path, "add at least one entry, e.g. - {type: purchase, key: customer_id, fields: {amount: amount}}", "no events entries")
+	n := yamlread.Resolve(e.V)
+	if yamlread.IsNull(n) || n.Kind == yaml.SequenceNode && len(n.Content) == 0 {
+		p.Add(e.K, e.Path, "add at least one entry, e.g. - {type: purchase, key: customer_id, fields: {amount: amount}}", "no events entries")
 		return
 	}
 	if n.Kind != yaml.SequenceNode {
-		p.add(n, e.path, "events is a list: start each entry with -", "expected a list of entries, found %s", describeNode(n))
+		p.Add(n, e.Path, "events is a list: start each entry with -", "expected a list of entries, found %s", yamlread.Describe(n))
 		return
 	}
 	for i, c := range n.Content {
-		if isNull(resolveNode(c)) {
-			p.add(c, fmt.Sprintf("%s[%d]", e.path, i), "e.g. - {type: purchase, key: customer_id, fields: {amount: amount}}", "empty events entry")
+		if yamlread.IsNull(yamlread.Resolve(c)) {
+			p.Add(c, fmt.Sprintf("%s[%d]", e.Path, i), "e.g. - {type: purchase, key: customer_id, fields: {amount: amount}}", "empty events entry")
 			continue
 		}
-		if en := p.entry(i, resolveNode(c), fmt.Sprintf("%s[%d]", e.path, i), env); en != nil {
+		if en := p.entry(i, yamlread.Resolve(c), fmt.Sprintf("%s[%d]", e.Path, i), env); en != nil {
 			p.m.entries = append(p.m.entries, en)
 		}
 	}
@@ -783,7 +605,7 @@ type target struct {
 }
 
 func (p *parser) entry(i int, n *yaml.Node, path string, env *celEnv) *entry {
-	f := byKey(p.mapping(n, path, entryKeys, "a mapping with type:, key: and fields:"))
+	f := byKey(p.Mapping(n, path, entryKeys, "a mapping with type:, key: and fields:"))
 	if n == nil || n.Kind != yaml.MappingNode {
 		return nil
 	}
@@ -791,7 +613,7 @@ func (p *parser) entry(i int, n *yaml.Node, path string, env *celEnv) *entry {
 	en := &entry{index: i, name: path}
 	ok := true
 	if te, has := f["type"]; has {
-		if s, good := p.str(te.v, te.path); good {
+		if s, good := p.Str(te.V, te.Path); good {
 			if et, found := p.sc.EventType(s); found {
 				en.et = et
 			} else {
@@ -799,27 +621,27 @@ func (p *parser) entry(i int, n *yaml.Node, path string, env *celEnv) *entry {
 				for k, t := range p.sc.Events {
 					names[k] = t.Name
 				}
-				p.add(te.v, te.path, suggestOr(s, names), "unknown event type %q", s)
+				p.Add(te.V, te.Path, yamlread.SuggestOr(s, names), "unknown event type %q", s)
 				ok = false
 			}
 		} else {
 			ok = false
 		}
 	} else {
-		p.add(n, path+".type", "name an event type of the schema, e.g. type: purchase", "missing type")
+		p.Add(n, path+".type", "name an event type of the schema, e.g. type: purchase", "missing type")
 		ok = false
 	}
 	sc := pathScope{joins: m.joins, debezium: m.debezium, csv: m.csv}
 	if ee, has := f["each"]; has {
-		if s, good := p.str(ee.v, ee.path); good {
+		if s, good := p.Str(ee.V, ee.Path); good {
 			pt, err := compilePath(s, sc)
 			switch {
 			case err != nil:
-				p.add(ee.v, ee.path, "", "%v", err)
+				p.Add(ee.V, ee.Path, "", "%v", err)
 			case pt.root == rootSpecial:
-				p.add(ee.v, ee.path, "name an array, e.g. each: items", "each needs an array, not %s", s)
+				p.Add(ee.V, ee.Path, "name an array, e.g. each: items", "each needs an array, not %s", s)
 			default:
-				p.checkCSVPath(pt, ee.v, ee.path)
+				p.checkCSVPath(pt, ee.V, ee.Path)
 				p.registerCSV(pt)
 				en.each = pt
 			}
@@ -827,37 +649,37 @@ func (p *parser) entry(i int, n *yaml.Node, path string, env *celEnv) *entry {
 		sc.each = true
 	}
 	if we, has := f["when"]; has {
-		if s, good := p.str(we.v, we.path); good {
+		if s, good := p.Str(we.V, we.Path); good {
 			en.whenText = s
-			en.when = p.compileWhen(we.v, we.path, s, env, sc)
+			en.when = p.compileWhen(we.V, we.Path, s, env, sc)
 		}
 	}
 	keyName := p.sc.Key
 	if ke, has := f["key"]; has {
-		en.key, _ = p.spec(ke.v, ke.path, target{typ: twinhub.TypeString, name: keyName}, sc, false)
+		en.key, _ = p.spec(ke.V, ke.Path, target{typ: twinhub.TypeString, name: keyName}, sc, false)
 	} else {
-		p.add(n, path+".key", fmt.Sprintf("name the path of the twin key, e.g. key: %s", keyName), "missing key")
+		p.Add(n, path+".key", fmt.Sprintf("name the path of the twin key, e.g. key: %s", keyName), "missing key")
 	}
 	if ie, has := f["id"]; has {
-		s, good := p.spec(ie.v, ie.path, target{typ: twinhub.TypeString, name: schema.IDField}, sc, true)
+		s, good := p.spec(ie.V, ie.Path, target{typ: twinhub.TypeString, name: schema.IDField}, sc, true)
 		en.id = &s
 		if good && en.each != nil && s.kind != skConst && !usesItem(&s) {
-			p.add(ie.v, ie.path, "add {$index} or an item path, e.g. \"{order_id}-{$index}\"",
+			p.Add(ie.V, ie.Path, "add {$index} or an item path, e.g. \"{order_id}-{$index}\"",
 				"the id does not depend on the element, so every element of each would get the same id and count once")
 		}
 	}
 	if te, has := f["time"]; has {
-		s, _ := p.spec(te.v, te.path, target{typ: twinhub.TypeTime, name: schema.TimeField}, sc, false)
+		s, _ := p.spec(te.V, te.Path, target{typ: twinhub.TypeTime, name: schema.TimeField}, sc, false)
 		en.time = &s
 	}
 	if se, has := f["source"]; has {
-		if s, good := p.str(se.v, se.path); good {
+		if s, good := p.Str(se.V, se.Path); good {
 			t, off, err := compileTemplate(s, sc)
 			if err != nil {
-				p.addAt(p.scalarPos(se.v, se.path, s, off), "", "%v", err)
+				p.addAt(p.scalarPos(se.V, se.Path, s, off), "", "%v", err)
 			} else {
 				for _, pt := range t.paths() {
-					p.checkCSVPath(pt, se.v, se.path)
+					p.checkCSVPath(pt, se.V, se.Path)
 					p.registerCSV(pt)
 				}
 				en.source = t
@@ -867,35 +689,35 @@ func (p *parser) entry(i int, n *yaml.Node, path string, env *celEnv) *entry {
 	mapped := map[string]bool{}
 	var fieldsNode *yaml.Node = n
 	if fe, has := f["fields"]; has {
-		fieldsNode = fe.k
-		for _, c := range p.mapping(fe.v, fe.path, nil, "a mapping of event fields to paths") {
+		fieldsNode = fe.K
+		for _, c := range p.Mapping(fe.V, fe.Path, nil, "a mapping of event fields to paths") {
 			if en.et == nil {
 				continue
 			}
-			if c.key == schema.IDField || c.key == schema.TypeField || c.key == schema.TimeField || c.key == schema.SourceField || c.key == keyName {
-				set := c.key
-				if c.key == keyName {
+			if c.Key == schema.IDField || c.Key == schema.TypeField || c.Key == schema.TimeField || c.Key == schema.SourceField || c.Key == keyName {
+				set := c.Key
+				if c.Key == keyName {
 					set = "key"
 				}
-				p.add(c.k, c.path, fmt.Sprintf("set it with the entry's %s: instead", set),
-					"%q is a common field, not one of %s's fields", c.key, en.et.Name)
+				p.Add(c.K, c.Path, fmt.Sprintf("set it with the entry's %s: instead", set),
+					"%q is a common field, not one of %s's fields", c.Key, en.et.Name)
 				continue
 			}
-			sf, found := en.et.Field(c.key)
+			sf, found := en.et.Field(c.Key)
 			if !found {
 				names := make([]string, len(en.et.Fields))
 				for k, ff := range en.et.Fields {
 					names[k] = ff.Name
 				}
-				hint := suggestOr(c.key, names)
+				hint := yamlread.SuggestOr(c.Key, names)
 				if len(names) == 0 {
 					hint = en.et.Name + " declares no fields"
 				}
-				p.add(c.k, c.path, hint, "unknown field %q for event type %s", c.key, en.et.Name)
+				p.Add(c.K, c.Path, hint, "unknown field %q for event type %s", c.Key, en.et.Name)
 				continue
 			}
-			mapped[c.key] = true
-			s, good := p.spec(c.v, c.path, target{typ: sf.Type, field: sf, name: sf.Name}, sc, false)
+			mapped[c.Key] = true
+			s, good := p.spec(c.V, c.Path, target{typ: sf.Type, field: sf, name: sf.Name}, sc, false)
 			if !good {
 				continue
 			}
@@ -908,7 +730,7 @@ func (p *parser) entry(i int, n *yaml.Node, path string, env *celEnv) *entry {
 	if en.et != nil {
 		for _, sf := range en.et.Fields {
 			if sf.Required && !mapped[sf.Name] {
-				p.add(fieldsNode, path+".fields", fmt.Sprintf("add e.g. %s: COLUMN", sf.Name),
+				p.Add(fieldsNode, path+".fields", fmt.Sprintf("add e.g. %s: COLUMN", sf.Name),
 					"event type %s requires field %s, which is not mapped", en.et.Name, sf.Name)
 			}
 		}
@@ -944,7 +766,7 @@ func usesItem(s *valueSpec) bool {
 // spec parses a value: a path (or, for ids, a template) written as a
 // string, or a mapping with from, const or template and the options.
 func (p *parser) spec(n *yaml.Node, path string, t target, sc pathScope, plainIsTemplate bool) (valueSpec, bool) {
-	n = resolveNode(n)
+	n = yamlread.Resolve(n)
 	s := valueSpec{at: where{path: path}}
 	if n != nil {
 		s.at.line, s.at.col = n.Line, n.Column
@@ -959,16 +781,16 @@ func (p *parser) spec(n *yaml.Node, path string, t target, sc pathScope, plainIs
 		} else {
 			ok = p.path(&s, n, path, n.Value, sc)
 		}
-	case n != nil && n.Kind == yaml.ScalarNode && !isNull(n):
+	case n != nil && n.Kind == yaml.ScalarNode && !yamlread.IsNull(n):
 		what := "a path"
 		if plainIsTemplate {
 			what = "a template"
 		}
-		p.add(n, path, fmt.Sprintf("for a constant write {const: %s}; for a column named %s write \"%s\"", n.Value, n.Value, n.Value),
-			"expected %s (a string), found %s", what, describeNode(n))
+		p.Add(n, path, fmt.Sprintf("for a constant write {const: %s}; for a column named %s write \"%s\"", n.Value, n.Value, n.Value),
+			"expected %s (a string), found %s", what, yamlread.Describe(n))
 		return s, false
 	case n != nil && n.Kind == yaml.MappingNode:
-		f := byKey(p.mapping(n, path, valueKeys, ""))
+		f := byKey(p.Mapping(n, path, valueKeys, ""))
 		var forms []string
 		for _, k := range []string{"from", "const", "template"} {
 			if _, has := f[k]; has {
@@ -978,56 +800,56 @@ func (p *parser) spec(n *yaml.Node, path string, t target, sc pathScope, plainIs
 		if len(forms) != 1 {
 			hint := "e.g. {from: amount}, {const: store} or {template: \"{first} {last}\"}"
 			if len(forms) == 0 {
-				p.add(n, path, hint, "give one of from, const or template")
+				p.Add(n, path, hint, "give one of from, const or template")
 			} else {
-				p.add(n, path, hint, "give only one of from, const or template, not %s", strings.Join(forms, " and "))
+				p.Add(n, path, hint, "give only one of from, const or template, not %s", strings.Join(forms, " and "))
 			}
 			return s, false
 		}
 		switch forms[0] {
 		case "from":
-			if str, good := p.str(f["from"].v, f["from"].path); good {
-				ok = p.path(&s, f["from"].v, f["from"].path, str, sc)
+			if str, good := p.Str(f["from"].V, f["from"].Path); good {
+				ok = p.path(&s, f["from"].V, f["from"].Path, str, sc)
 			} else {
 				ok = false
 			}
 		case "template":
-			if str, good := p.str(f["template"].v, f["template"].path); good {
-				ok = p.template(&s, f["template"].v, f["template"].path, str, sc)
+			if str, good := p.Str(f["template"].V, f["template"].Path); good {
+				ok = p.template(&s, f["template"].V, f["template"].Path, str, sc)
 			} else {
 				ok = false
 			}
 		case "const":
 			s.kind = skConst
-			s.lit, ok = p.literal(f["const"].v, f["const"].path, litConst)
-			s.at = where{line: f["const"].v.Line, col: f["const"].v.Column, path: f["const"].path}
+			s.lit, ok = p.literal(f["const"].V, f["const"].Path, litConst)
+			s.at = where{line: f["const"].V.Line, col: f["const"].V.Column, path: f["const"].Path}
 			if _, has := f["default"]; has {
-				p.add(f["default"].k, f["default"].path, "remove it", "a const needs no default")
+				p.Add(f["default"].K, f["default"].Path, "remove it", "a const needs no default")
 				ok = false
 			}
 		}
 		if d, has := f["default"]; has && s.kind != skConst {
-			s.def, _ = p.literal(d.v, d.path, litDefault)
-			s.defAt = where{line: d.v.Line, col: d.v.Column, path: d.path}
+			s.def, _ = p.literal(d.V, d.Path, litDefault)
+			s.defAt = where{line: d.V.Line, col: d.V.Column, path: d.Path}
 		}
 		if fe, has := f["format"]; has {
-			if str, good := p.str(fe.v, fe.path); good {
-				fmtNode, fmtText = fe.v, str
+			if str, good := p.Str(fe.V, fe.Path); good {
+				fmtNode, fmtText = fe.V, str
 			}
 			if t.typ != twinhub.TypeTime {
-				p.add(fe.k, fe.path, "remove it: format applies only to time fields", "%s is a %s field, not a time", t.name, t.typ)
+				p.Add(fe.K, fe.Path, "remove it: format applies only to time fields", "%s is a %s field, not a time", t.name, t.typ)
 				fmtNode = nil
 				ok = false
 			}
 		}
 	default:
-		p.add(n, path, "write a path, e.g. amount, or {from: ...}, {const: ...} or {template: ...}", "expected a path or a mapping, found %s", describeNode(n))
+		p.Add(n, path, "write a path, e.g. amount, or {from: ...}, {const: ...} or {template: ...}", "expected a path or a mapping, found %s", yamlread.Describe(n))
 		return s, false
 	}
 	if t.typ == twinhub.TypeTime && fmtNode != nil {
 		tf, prob, hint := parseTimeFormat(fmtText)
 		if prob != "" {
-			p.add(fmtNode, joinPath(path, "format"), hint, "%s", prob)
+			p.Add(fmtNode, yamlread.Join(path, "format"), hint, "%s", prob)
 			ok = false
 		}
 		s.tf = tf
@@ -1038,7 +860,7 @@ func (p *parser) spec(n *yaml.Node, path string, t target, sc pathScope, plainIs
 func (p *parser) path(s *valueSpec, n *yaml.Node, path, text string, sc pathScope) bool {
 	pt, err := compilePath(text, sc)
 	if err != nil {
-		p.add(n, path, "", "%v", err)
+		p.Add(n, path, "", "%v", err)
 		return false
 	}
 	p.checkCSVPath(pt, n, path)
@@ -1069,9 +891,9 @@ func (p *parser) template(s *valueSpec, n *yaml.Node, path, text string, sc path
 // literal reads a const or default: a scalar, kept as JSON when YAML typed
 // it as a number or bool, as text otherwise.
 func (p *parser) literal(n *yaml.Node, path string, origin uint8) (value, bool) {
-	n = resolveNode(n)
-	if n == nil || n.Kind != yaml.ScalarNode || isNull(n) {
-		p.add(n, path, "write a single value, e.g. store, 5 or true", "expected a single value, found %s", describeNode(n))
+	n = yamlread.Resolve(n)
+	if n == nil || n.Kind != yaml.ScalarNode || yamlread.IsNull(n) {
+		p.Add(n, path, "write a single value, e.g. store, 5 or true", "expected a single value, found %s", yamlread.Describe(n))
 		return value{}, false
 	}
 	switch n.ShortTag() {

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/twinhub/twinhub/internal/yamlread"
 )
 
 // special is a value that is not in the record: $line, $table, ...
@@ -135,7 +137,7 @@ func compilePath(s string, sc pathScope) (*path, error) {
 	case !quoted && first[0] == '$':
 		sp, ok := specialNames[first]
 		if !ok {
-			return nil, fmt.Errorf("unknown special value %s (%s)", first, suggestOr(first, specialList))
+			return nil, fmt.Errorf("unknown special value %s (%s)", first, yamlread.SuggestOr(first, specialList))
 		}
 		if len(segs) > 1 {
 			return nil, fmt.Errorf("%s has no members", first)
@@ -176,7 +178,7 @@ func compilePath(s string, sc pathScope) (*path, error) {
 						if len(p.segs) > 1 {
 							return nil, fmt.Errorf("lookup %s has no column %q (a CSV cell has no members)", j.lookup, name)
 						}
-						return nil, fmt.Errorf("lookup %s has no column %q (%s)", j.lookup, name, suggestOr(name, j.table.cols))
+						return nil, fmt.Errorf("lookup %s has no column %q (%s)", j.lookup, name, yamlread.SuggestOr(name, j.table.cols))
 					}
 					p.col = c
 				}

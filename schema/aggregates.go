@@ -10,6 +10,7 @@ import (
 
 	"github.com/twinhub/twinhub"
 	"github.com/twinhub/twinhub/agg"
+	"github.com/twinhub/twinhub/internal/yamlread"
 )
 
 // accepts reports whether aggregate kind k can read a field of type t.
@@ -79,17 +80,17 @@ type aggregateNodes struct {
 }
 
 func (p *parser) aggregates(s *Schema, top entry, envs *celEnvs) {
-	for _, e := range p.mapping(top.v, top.path, nil, "a mapping of aggregate names to their declarations") {
-		if !p.name(e.k, e.key, e.path, "aggregate") || !p.twinName(e, "aggregate") {
+	for _, e := range p.Mapping(top.V, top.Path, nil, "a mapping of aggregate names to their declarations") {
+		if !p.name(e.K, e.Key, e.Path, "aggregate") || !p.twinName(e, "aggregate") {
 			continue
 		}
-		if _, ok := s.attributes[e.key]; ok {
-			p.add(e.k, e.path, "rename one of them: attributes and aggregates share the twin's namespace",
-				"%q is both an attribute and an aggregate", e.key)
+		if _, ok := s.attributes[e.Key]; ok {
+			p.Add(e.K, e.Path, "rename one of them: attributes and aggregates share the twin's namespace",
+				"%q is both an attribute and an aggregate", e.Key)
 			continue
 		}
 		a := &Aggregate{Index: len(s.Aggregates)}
-		a.Name = e.key
+		a.Name = e.Key
 		s.Aggregates = append(s.Aggregates, a)
 		s.aggregates[a.Name] = a
 		p.aggregate(s, a, e, envs)
@@ -97,48 +98,48 @@ func (p *parser) aggregates(s *Schema, top entry, envs *celEnvs) {
 }
 
 func (p *parser) aggregate(s *Schema, a *Aggregate, e entry, envs *celEnvs) {
-	if e.v == nil || e.v.Kind != yaml.MappingNode {
-		if isNull(e.v) {
-			p.add(e.k, e.path, "add e.g. kind: count", "aggregate %q has no kind", a.Name)
+	if e.V == nil || e.V.Kind != yaml.MappingNode {
+		if yamlread.IsNull(e.V) {
+			p.Add(e.K, e.Path, "add e.g. kind: count", "aggregate %q has no kind", a.Name)
 		} else {
-			p.add(e.v, e.path, "write e.g. {kind: count, on: purchase}", "expected a mapping with kind:, found %s", describe(e.v))
+			p.Add(e.V, e.Path, "write e.g. {kind: count, on: purchase}", "expected a mapping with kind:, found %s", yamlread.Describe(e.V))
 		}
 		return
 	}
 	var n aggregateNodes
-	for _, ae := range p.mapping(e.v, e.path, aggregateKeys, "a mapping with kind:") {
-		switch ae.key {
+	for _, ae := range p.Mapping(e.V, e.Path, aggregateKeys, "a mapping with kind:") {
+		switch ae.Key {
 		case "kind":
-			n.kind = ae.v
+			n.kind = ae.V
 		case "on":
-			n.on = ae.v
+			n.on = ae.V
 		case "field":
-			n.field = ae.v
+			n.field = ae.V
 		case "where":
-			n.where = ae.v
+			n.where = ae.V
 		case "window":
-			n.window = ae.v
+			n.window = ae.V
 		case "bucket":
-			n.bucket = ae.v
+			n.bucket = ae.V
 		case "k":
-			n.k = ae.v
+			n.k = ae.V
 		case "half_life":
-			n.halfLife = ae.v
+			n.halfLife = ae.V
 		case "unit":
-			n.unit = ae.v
+			n.unit = ae.V
 		case "description":
-			a.Description, _ = p.str(ae.v, ae.path)
+			a.Description, _ = p.Str(ae.V, ae.Path)
 		}
 	}
-	path := func(key string) string { return e.path + "." + key }
+	path := func(key string) string { return e.Path + "." + key }
 
 	// kind
 	kindOK := false
 	if n.kind == nil {
-		p.add(e.k, e.path, "add kind: one of "+strings.Join(agg.Kinds(), ", "), "aggregate %q has no kind", a.Name)
-	} else if v, ok := p.str(n.kind, path("kind")); ok {
+		p.Add(e.K, e.Path, "add kind: one of "+strings.Join(agg.Kinds(), ", "), "aggregate %q has no kind", a.Name)
+	} else if v, ok := p.Str(n.kind, path("kind")); ok {
 		if a.Kind, kindOK = agg.ParseKind(v); !kindOK {
-			p.add(n.kind, path("kind"), suggestOr(v, agg.Kinds()), "unknown kind %q", v)
+			p.Add(n.kind, path("kind"), yamlread.SuggestOr(v, agg.Kinds()), "unknown kind %q", v)
 		}
 	}
 
@@ -149,17 +150,17 @@ func (p *parser) aggregate(s *Schema, a *Aggregate, e entry, envs *celEnvs) {
 		names, nodes, ok := p.strList(n.on, path("on"))
 		onOK = ok
 		if n.on.Kind == yaml.SequenceNode && len(n.on.Content) == 0 {
-			p.add(n.on, path("on"), "omit on to feed on every event type", "on is empty")
+			p.Add(n.on, path("on"), "omit on to feed on every event type", "on is empty")
 			onOK = false
 		}
 		for i, name := range names {
 			t, ok := s.events[name]
 			switch {
 			case !ok:
-				p.add(nodes[i], path("on"), suggestOr(name, s.eventNames()), "unknown event type %q", name)
+				p.Add(nodes[i], path("on"), yamlread.SuggestOr(name, s.eventNames()), "unknown event type %q", name)
 				onOK = false
 			case slices.Contains(targets, t):
-				p.add(nodes[i], path("on"), "remove the duplicate", "event type %q is listed twice", name)
+				p.Add(nodes[i], path("on"), "remove the duplicate", "event type %q is listed twice", name)
 			default:
 				targets = append(targets, t)
 				a.On = append(a.On, name)
@@ -172,11 +173,11 @@ func (p *parser) aggregate(s *Schema, a *Aggregate, e entry, envs *celEnvs) {
 	// field
 	slots := map[int]int{} // event type index -> slot
 	if n.field != nil {
-		fname, ok := p.str(n.field, path("field"))
+		fname, ok := p.Str(n.field, path("field"))
 		switch {
 		case !ok:
 		case kindOK && !a.Kind.NeedsValue():
-			p.add(n.field, path("field"), "remove field; use where to choose which events count",
+			p.Add(n.field, path("field"), "remove field; use where to choose which events count",
 				"%s reads no field", a.Kind)
 		default:
 			a.Field = fname
@@ -185,7 +186,7 @@ func (p *parser) aggregate(s *Schema, a *Aggregate, e entry, envs *celEnvs) {
 			}
 		}
 	} else if kindOK && a.Kind.NeedsValue() {
-		p.add(e.k, e.path, fieldHint(a.Kind, targets, onOK), "%s needs a field", a.Kind)
+		p.Add(e.K, e.Path, fieldHint(a.Kind, targets, onOK), "%s needs a field", a.Kind)
 	}
 
 	// window and bucket
@@ -193,12 +194,12 @@ func (p *parser) aggregate(s *Schema, a *Aggregate, e entry, envs *celEnvs) {
 		if d, ok := p.duration(n.window, path("window")); ok {
 			switch {
 			case kindOK && !a.Kind.Windowable():
-				p.add(n.window, path("window"), "windowable kinds: "+strings.Join(windowableKinds(), ", "),
+				p.Add(n.window, path("window"), "windowable kinds: "+strings.Join(windowableKinds(), ", "),
 					"%s does not take a window", a.Kind)
 			case d < agg.MinBucket:
-				p.add(n.window, path("window"), "use a window of "+FormatDuration(agg.MinBucket)+" or more", "window %s is too short", FormatDuration(d))
+				p.Add(n.window, path("window"), "use a window of "+FormatDuration(agg.MinBucket)+" or more", "window %s is too short", FormatDuration(d))
 			case d%agg.MinBucket != 0:
-				p.add(n.window, path("window"), "use e.g. "+FormatDuration(d.Truncate(agg.MinBucket)),
+				p.Add(n.window, path("window"), "use e.g. "+FormatDuration(d.Truncate(agg.MinBucket)),
 					"window %s is not a whole number of %s buckets", FormatDuration(d), FormatDuration(agg.MinBucket))
 			default:
 				a.Window = d
@@ -209,11 +210,11 @@ func (p *parser) aggregate(s *Schema, a *Aggregate, e entry, envs *celEnvs) {
 		if d, ok := p.duration(n.bucket, path("bucket")); ok {
 			switch {
 			case n.window == nil:
-				p.add(n.bucket, path("bucket"), "add a window, or remove bucket", "bucket needs a window")
+				p.Add(n.bucket, path("bucket"), "add a window, or remove bucket", "bucket needs a window")
 			case d < agg.MinBucket:
-				p.add(n.bucket, path("bucket"), "use a bucket of "+FormatDuration(agg.MinBucket)+" or more", "bucket %s is too short", FormatDuration(d))
+				p.Add(n.bucket, path("bucket"), "use a bucket of "+FormatDuration(agg.MinBucket)+" or more", "bucket %s is too short", FormatDuration(d))
 			case a.Window > 0 && a.Window%d != 0:
-				p.add(n.bucket, path("bucket"), "use a bucket that divides the window evenly, e.g. "+FormatDuration(divisorBucket(a.Window, d)),
+				p.Add(n.bucket, path("bucket"), "use a bucket that divides the window evenly, e.g. "+FormatDuration(divisorBucket(a.Window, d)),
 					"bucket %s does not divide the window %s", FormatDuration(d), FormatDuration(a.Window))
 			default:
 				a.Bucket = d
@@ -235,9 +236,9 @@ func (p *parser) aggregate(s *Schema, a *Aggregate, e entry, envs *celEnvs) {
 			if k, ok := p.integer(n.k, path("k")); ok {
 				switch {
 				case k < 1:
-					p.add(n.k, path("k"), "use k: 1 or more", "k must be at least 1, found %d", k)
+					p.Add(n.k, path("k"), "use k: 1 or more", "k must be at least 1, found %d", k)
 				case k > agg.MaxK:
-					p.add(n.k, path("k"), fmt.Sprintf("use k: %d or less", agg.MaxK), "k %d is too large", k)
+					p.Add(n.k, path("k"), fmt.Sprintf("use k: %d or less", agg.MaxK), "k %d is too large", k)
 				default:
 					a.K = k
 				}
@@ -248,7 +249,7 @@ func (p *parser) aggregate(s *Schema, a *Aggregate, e entry, envs *celEnvs) {
 		if n.halfLife != nil {
 			if d, ok := p.duration(n.halfLife, path("half_life")); ok {
 				if d <= 0 {
-					p.add(n.halfLife, path("half_life"), "use e.g. half_life: 14d", "half_life must be positive")
+					p.Add(n.halfLife, path("half_life"), "use e.g. half_life: 14d", "half_life must be positive")
 				} else {
 					a.HalfLife = d
 				}
@@ -259,7 +260,7 @@ func (p *parser) aggregate(s *Schema, a *Aggregate, e entry, envs *celEnvs) {
 		if n.unit != nil {
 			if d, ok := p.duration(n.unit, path("unit")); ok {
 				if d <= 0 {
-					p.add(n.unit, path("unit"), "use e.g. unit: 1d or unit: 1h", "unit must be positive")
+					p.Add(n.unit, path("unit"), "use e.g. unit: 1d or unit: 1h", "unit must be positive")
 				} else {
 					a.Unit = d
 				}
@@ -270,7 +271,7 @@ func (p *parser) aggregate(s *Schema, a *Aggregate, e entry, envs *celEnvs) {
 	// where, compiled for every event type the aggregate is on
 	var where *Where
 	if n.where != nil {
-		if expr, ok := p.str(n.where, path("where")); ok {
+		if expr, ok := p.Str(n.where, path("where")); ok {
 			a.Where = expr
 			if onOK && envs != nil {
 				where = p.where(n.where, path("where"), expr, targets, envs)
@@ -292,7 +293,7 @@ func (p *parser) aggregate(s *Schema, a *Aggregate, e entry, envs *celEnvs) {
 func (p *parser) only(n *yaml.Node, path string, kindOK bool, kind, want agg.Kind) {
 	if n != nil && kindOK && kind != want {
 		key := path[strings.LastIndexByte(path, '.')+1:]
-		p.add(n, path, "remove it", "%s applies only to %s, not %s", key, want, kind)
+		p.Add(n, path, "remove it", "%s applies only to %s, not %s", key, want, kind)
 	}
 }
 
@@ -342,7 +343,7 @@ func (p *parser) aggregateField(s *Schema, a *Aggregate, n *yaml.Node, path stri
 		}
 		if !accepts(a.Kind, typ) && !badType {
 			badType = true
-			p.add(n, path, fmt.Sprintf("%s needs %s", a.Kind, acceptedTypes(a.Kind)),
+			p.Add(n, path, fmt.Sprintf("%s needs %s", a.Kind, acceptedTypes(a.Kind)),
 				"%s cannot read %s.%s, which is %s", a.Kind, t.Name, a.Field, typeArticle(typ))
 		}
 		if typ == twinhub.TypeTime {
@@ -354,12 +355,12 @@ func (p *parser) aggregateField(s *Schema, a *Aggregate, n *yaml.Node, path stri
 	if len(missing) > 0 {
 		switch {
 		case s.commonField(a.Field):
-			p.add(n, path, "aggregates read declared fields, or time for the event time", "%q is a common field", a.Field)
+			p.Add(n, path, "aggregates read declared fields, or time for the event time", "%q is a common field", a.Field)
 		case len(missing) == len(targets) && len(targets) == 1:
 			if hint == "" {
 				hint = fmt.Sprintf("declare it under events.%s.fields", missing[0])
 			}
-			p.add(n, path, hint, "event type %q has no field %q", missing[0], a.Field)
+			p.Add(n, path, hint, "event type %q has no field %q", missing[0], a.Field)
 		default:
 			if hint == "" {
 				hint = "declare it on each of them, or narrow on to the event types that have it"
@@ -368,14 +369,14 @@ func (p *parser) aggregateField(s *Schema, a *Aggregate, n *yaml.Node, path stri
 			if len(missing) > 1 {
 				what = "event types"
 			}
-			p.add(n, path, hint, "field %q is not declared on %s %s", a.Field, what, strings.Join(missing, ", "))
+			p.Add(n, path, hint, "field %q is not declared on %s %s", a.Field, what, strings.Join(missing, ", "))
 		}
 		return
 	}
 	switch {
 	case badType:
 	case timeOn != "" && nonTimeOn != "":
-		p.add(n, path, "use one field type across the event types", "field %q is a time on %s but not on %s", a.Field, timeOn, nonTimeOn)
+		p.Add(n, path, "use one field type across the event types", "field %q is a time on %s but not on %s", a.Field, timeOn, nonTimeOn)
 	case timeOn != "":
 		a.IsTime = true
 	}

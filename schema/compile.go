@@ -219,7 +219,7 @@ func (p *parser) exprProblem(loc exprLoc, path, label string, is exprIssue, pref
 	} else if prefix != "" {
 		msg = prefix + msg
 	}
-	p.problems = append(p.problems, Problem{Line: line, Column: col, Path: path, Message: msg, Hint: is.hint})
+	p.Problems = append(p.Problems, Problem{Line: line, Column: col, Path: path, Message: msg, Hint: is.hint})
 }
 
 // exprPos maps a position inside scalar n's value to a line and column of

@@ -10,6 +10,7 @@ import (
 	"cel.dev/cel-go/common/types"
 
 	"github.com/twinhub/twinhub/agg"
+	"github.com/twinhub/twinhub/internal/yamlread"
 )
 
 // deps is what an expression over the twin reads. The engine evaluates a
@@ -215,8 +216,8 @@ func (p *parser) segmentNames(s *Schema, pr *program, loc exprLoc, path, label s
 		}
 		l := a.SourceInfo().GetStartLocation(lit.ID())
 		line, col := loc(l.Line(), l.Column())
-		p.problems = append(p.problems, Problem{Line: line, Column: col, Path: path,
-			Message: fmt.Sprintf("%s: unknown segment %q", label, string(name)), Hint: suggestOr(string(name), s.segmentNames())})
+		p.Problems = append(p.Problems, Problem{Line: line, Column: col, Path: path,
+			Message: fmt.Sprintf("%s: unknown segment %q", label, string(name)), Hint: yamlread.SuggestOr(string(name), s.segmentNames())})
 	}))
 }
 

@@ -39,7 +39,7 @@ func (p *parser) compileProgram(env *twinEnvs, loc exprLoc, path, expr string, v
 	for _, t := range v.types {
 		te, err := env.forType(t)
 		if err != nil {
-			p.problems = append(p.problems, Problem{Path: path, Message: "cannot build the expression environment: " + err.Error()})
+			p.Problems = append(p.Problems, Problem{Path: path, Message: "cannot build the expression environment: " + err.Error()})
 			return nil
 		}
 		targets = append(targets, exprTarget{name: t.Name, env: te, hint: env.twinHint(expr, eventTyped, t, v.owner)})

@@ -11,6 +11,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/twinhub/twinhub"
+	"github.com/twinhub/twinhub/internal/yamlread"
 )
 
 var (
@@ -38,11 +39,11 @@ const (
 )
 
 func (p *parser) rules(s *Schema, top entry, env *twinEnvs) {
-	for _, e := range p.mapping(top.v, top.path, nil, "a mapping of rule names to their declarations") {
-		if !p.name(e.k, e.key, e.path, "rule") {
+	for _, e := range p.Mapping(top.V, top.Path, nil, "a mapping of rule names to their declarations") {
+		if !p.name(e.K, e.Key, e.Path, "rule") {
 			continue
 		}
-		r := &Rule{Name: e.key, Index: len(s.Rules), Enabled: true}
+		r := &Rule{Name: e.Key, Index: len(s.Rules), Enabled: true}
 		s.Rules = append(s.Rules, r)
 		s.rules[r.Name] = r
 		p.rule(s, r, e, env)
@@ -50,53 +51,53 @@ func (p *parser) rules(s *Schema, top entry, env *twinEnvs) {
 }
 
 func (p *parser) rule(s *Schema, r *Rule, e entry, env *twinEnvs) {
-	if e.v == nil || e.v.Kind != yaml.MappingNode {
-		if isNull(e.v) {
-			p.add(e.k, e.path, "add e.g. do: [{kind: tag, tag: vip}]", "rule %q does nothing: it has no do", r.Name)
+	if e.V == nil || e.V.Kind != yaml.MappingNode {
+		if yamlread.IsNull(e.V) {
+			p.Add(e.K, e.Path, "add e.g. do: [{kind: tag, tag: vip}]", "rule %q does nothing: it has no do", r.Name)
 		} else {
-			p.add(e.v, e.path, "write e.g. {on: [purchase], do: [{kind: tag, tag: buyer}]}", "expected a mapping with do:, found %s", describe(e.v))
+			p.Add(e.V, e.Path, "write e.g. {on: [purchase], do: [{kind: tag, tag: buyer}]}", "expected a mapping with do:, found %s", yamlread.Describe(e.V))
 		}
 		return
 	}
 	var on, when, do *yaml.Node
-	for _, re := range p.mapping(e.v, e.path, ruleKeys, "a mapping with do:") {
-		switch re.key {
+	for _, re := range p.Mapping(e.V, e.Path, ruleKeys, "a mapping with do:") {
+		switch re.Key {
 		case "description":
-			r.Description, _ = p.str(re.v, re.path)
+			r.Description, _ = p.Str(re.V, re.Path)
 		case "on":
-			on = re.v
+			on = re.V
 		case "when":
-			when = re.v
+			when = re.V
 		case "do":
-			do = re.v
+			do = re.V
 		case "mode":
-			if v, ok := p.str(re.v, re.path); ok {
+			if v, ok := p.Str(re.V, re.Path); ok {
 				switch v {
 				case "every":
 					r.Mode = ModeEvery
 				case "edge":
 					r.Mode = ModeEdge
 				default:
-					p.add(re.v, re.path, suggestOr(v, ruleModes), "unknown mode %q", v)
+					p.Add(re.V, re.Path, yamlread.SuggestOr(v, ruleModes), "unknown mode %q", v)
 				}
 			}
 		case "cooldown":
-			if d, ok := p.duration(re.v, re.path); ok {
+			if d, ok := p.duration(re.V, re.Path); ok {
 				if d <= 0 {
-					p.add(re.v, re.path, "use e.g. cooldown: 7d, or remove it", "cooldown must be positive")
+					p.Add(re.V, re.Path, "use e.g. cooldown: 7d, or remove it", "cooldown must be positive")
 				} else {
 					r.Cooldown = d
 				}
 			}
 		case "priority":
-			r.Priority, _ = p.integer(re.v, re.path)
+			r.Priority, _ = p.integer(re.V, re.Path)
 		case "enabled":
-			if b, ok := p.boolean(re.v, re.path); ok {
+			if b, ok := p.Bool(re.V, re.Path); ok {
 				r.Enabled = b
 			}
 		}
 	}
-	path := func(key string) string { return e.path + "." + key }
+	path := func(key string) string { return e.Path + "." + key }
 
 	v := variants{owner: "rule"}
 	onOK := true
@@ -104,7 +105,7 @@ func (p *parser) rule(s *Schema, r *Rule, e entry, env *twinEnvs) {
 		v, onOK = p.triggers(s, r, on, path("on"))
 	}
 	if when != nil {
-		if expr, ok := p.str(when, path("when")); ok {
+		if expr, ok := p.Str(when, path("when")); ok {
 			r.When = expr
 			if onOK && env != nil {
 				r.cond = p.whenProgram(env, when, path("when"), expr, v)
@@ -123,22 +124,22 @@ func (p *parser) rule(s *Schema, r *Rule, e entry, env *twinEnvs) {
 	}
 	switch {
 	case on == nil && when == nil:
-		p.add(e.k, e.path, "add on: [EVENT_TYPE] to run it on those events, or when: to run it whenever what the condition reads changes",
+		p.Add(e.K, e.Path, "add on: [EVENT_TYPE] to run it on those events, or when: to run it whenever what the condition reads changes",
 			"rule %q has neither on nor when", r.Name)
 	case on == nil && r.cond != nil && !slices.ContainsFunc(s.Events, r.deps.changedBy):
-		p.add(when, path("when"), "add on: [...] to say which events run it",
+		p.Add(when, path("when"), "add on: [...] to say which events run it",
 			"no event changes what this when reads, so a rule without on would never run")
 	}
 
-	if do == nil || isNull(do) {
-		p.add(e.k, e.path, "add e.g. do: [{kind: tag, tag: vip}]", "rule %q does nothing: it has no do", r.Name)
+	if do == nil || yamlread.IsNull(do) {
+		p.Add(e.K, e.Path, "add e.g. do: [{kind: tag, tag: vip}]", "rule %q does nothing: it has no do", r.Name)
 		return
 	}
 	items := []*yaml.Node{do} // one action may be written without the list
 	if do.Kind == yaml.SequenceNode {
 		items = do.Content
 		if len(items) == 0 {
-			p.add(do, path("do"), "list at least one action, e.g. [{kind: tag, tag: vip}]", "do is empty")
+			p.Add(do, path("do"), "list at least one action, e.g. [{kind: tag, tag: vip}]", "do is empty")
 		}
 	}
 	for i, n := range items {
@@ -146,7 +147,7 @@ func (p *parser) rule(s *Schema, r *Rule, e entry, env *twinEnvs) {
 		if do.Kind != yaml.SequenceNode {
 			ap = path("do")
 		}
-		if a := p.action(s, r, resolve(n), ap, env, v, onOK); a != nil {
+		if a := p.action(s, r, yamlread.Resolve(n), ap, env, v, onOK); a != nil {
 			r.Actions = append(r.Actions, a)
 		}
 	}
@@ -157,14 +158,14 @@ func (p *parser) triggers(s *Schema, r *Rule, on *yaml.Node, path string) (varia
 	v := variants{owner: "rule"}
 	names, nodes, ok := p.strList(on, path)
 	if on.Kind == yaml.SequenceNode && len(on.Content) == 0 {
-		p.add(on, path, "list event types or enter:/exit: segments, or omit on to run the rule when what its when reads changes", "on is empty")
+		p.Add(on, path, "list event types or enter:/exit: segments, or omit on to run the rule when what its when reads changes", "on is empty")
 		ok = false
 	}
 	seen := map[string]bool{}
 	for i, name := range names {
 		n := nodes[i]
 		if seen[name] {
-			p.add(n, path, "remove the duplicate", "trigger %q is listed twice", name)
+			p.Add(n, path, "remove the duplicate", "trigger %q is listed twice", name)
 			continue
 		}
 		seen[name] = true
@@ -172,7 +173,7 @@ func (p *parser) triggers(s *Schema, r *Rule, on *yaml.Node, path string) (varia
 		if !isSegment {
 			t, found := s.events[name]
 			if !found {
-				p.add(n, path, suggestOr(name, s.triggerNames()), "unknown event type %q", name)
+				p.Add(n, path, yamlread.SuggestOr(name, s.triggerNames()), "unknown event type %q", name)
 				ok = false
 				continue
 			}
@@ -183,11 +184,11 @@ func (p *parser) triggers(s *Schema, r *Rule, on *yaml.Node, path string) (varia
 		}
 		seg, found := s.segments[segName]
 		if !found {
-			hint := suggestOr(segName, s.segmentNames())
+			hint := yamlread.SuggestOr(segName, s.segmentNames())
 			if len(s.Segments) == 0 {
 				hint = "declare it under segments"
 			}
-			p.add(n, path, hint, "unknown segment %q", segName)
+			p.Add(n, path, hint, "unknown segment %q", segName)
 			ok = false
 			continue
 		}
@@ -231,58 +232,58 @@ type actionNodes struct {
 
 func (p *parser) action(s *Schema, r *Rule, n *yaml.Node, path string, env *twinEnvs, v variants, onOK bool) *ActionSpec {
 	if n == nil || n.Kind != yaml.MappingNode {
-		p.add(n, path, "write e.g. {kind: tag, tag: vip}", "expected an action, a mapping with kind:, found %s", describe(n))
+		p.Add(n, path, "write e.g. {kind: tag, tag: vip}", "expected an action, a mapping with kind:, found %s", yamlread.Describe(n))
 		return nil
 	}
 	a := &ActionSpec{path: path}
 	nodes := actionNodes{set: map[string]*yaml.Node{}}
-	for _, ae := range p.mapping(n, path, actionKeys, "a mapping with kind:") {
-		nodes.set[ae.key] = ae.v
-		switch ae.key {
+	for _, ae := range p.Mapping(n, path, actionKeys, "a mapping with kind:") {
+		nodes.set[ae.Key] = ae.V
+		switch ae.Key {
 		case "kind":
-			nodes.kind = ae.v
+			nodes.kind = ae.V
 		case "approval":
-			nodes.approval = ae.v
+			nodes.approval = ae.V
 		case "expires":
-			nodes.expires = ae.v
+			nodes.expires = ae.V
 		case "payload":
-			nodes.payload = ae.v
+			nodes.payload = ae.V
 		case "value":
-			nodes.value = ae.v
+			nodes.value = ae.V
 		case "name", "tag", "url", "attribute":
-			str, ok := p.str(ae.v, ae.path)
+			str, ok := p.Str(ae.V, ae.Path)
 			if !ok {
 				continue
 			}
-			switch ae.key {
+			switch ae.Key {
 			case "name":
-				if p.name(ae.v, str, ae.path, "action name") {
+				if p.name(ae.V, str, ae.Path, "action name") {
 					a.Name = str
 				}
 			case "tag":
-				if p.name(ae.v, str, ae.path, "tag") {
+				if p.name(ae.V, str, ae.Path, "tag") {
 					a.Tag = str
 				}
 			case "url":
-				if p.url(ae.v, ae.path, str) {
+				if p.url(ae.V, ae.Path, str) {
 					a.URL = str
 				}
 			case "attribute":
-				nodes.attribute = ae.v
+				nodes.attribute = ae.V
 			}
 		}
 	}
 	sub := func(key string) string { return path + "." + key }
 	if nodes.kind == nil {
-		p.add(n, path, "add kind: one of "+strings.Join(actionKinds, ", "), "action has no kind")
+		p.Add(n, path, "add kind: one of "+strings.Join(actionKinds, ", "), "action has no kind")
 		return nil
 	}
-	kind, ok := p.str(nodes.kind, sub("kind"))
+	kind, ok := p.Str(nodes.kind, sub("kind"))
 	if !ok {
 		return nil
 	}
 	if !slices.Contains(actionKinds, kind) {
-		p.add(nodes.kind, sub("kind"), suggestOr(kind, actionKinds), "unknown action kind %q", kind)
+		p.Add(nodes.kind, sub("kind"), yamlread.SuggestOr(kind, actionKinds), "unknown action kind %q", kind)
 		return nil
 	}
 	a.Kind = kind
@@ -291,7 +292,7 @@ func (p *parser) action(s *Schema, r *Rule, n *yaml.Node, path string, env *twin
 	for _, key := range actionKeys {
 		kinds, limited := actionSettings[key]
 		if sn := nodes.set[key]; sn != nil && limited && !slices.Contains(kinds, kind) {
-			p.add(sn, sub(key), "remove it", "%s applies only to %s actions, not %s", key, listAnd(kinds), kind)
+			p.Add(sn, sub(key), "remove it", "%s applies only to %s actions, not %s", key, listAnd(kinds), kind)
 			delete(nodes.set, key)
 		}
 	}
@@ -302,21 +303,21 @@ func (p *parser) action(s *Schema, r *Rule, n *yaml.Node, path string, env *twin
 	for _, key := range actionKeys {
 		if hint, ok := required[key]; ok && slices.Contains(actionSettings[key], kind) {
 			if _, given := nodes.set[key]; !given {
-				p.add(n, path, hint, "%s action has no %s", kind, key)
+				p.Add(n, path, hint, "%s action has no %s", kind, key)
 			}
 		}
 	}
 
 	if nodes.approval != nil && nodes.set["approval"] != nil {
-		a.Approval, _ = p.boolean(nodes.approval, sub("approval"))
+		a.Approval, _ = p.Bool(nodes.approval, sub("approval"))
 	}
 	if nodes.expires != nil {
 		switch d, ok := p.duration(nodes.expires, sub("expires")); {
 		case !ok:
 		case !a.Approval:
-			p.add(nodes.expires, sub("expires"), "add approval: true, or remove expires", "expires applies only to actions with approval: true")
+			p.Add(nodes.expires, sub("expires"), "add approval: true, or remove expires", "expires applies only to actions with approval: true")
 		case d <= 0:
-			p.add(nodes.expires, sub("expires"), "use e.g. expires: 48h", "expires must be positive")
+			p.Add(nodes.expires, sub("expires"), "use e.g. expires: 48h", "expires must be positive")
 		default:
 			a.Expires = d
 		}
@@ -325,7 +326,7 @@ func (p *parser) action(s *Schema, r *Rule, n *yaml.Node, path string, env *twin
 		a.Expires = DefaultExpires
 	}
 	if nodes.payload != nil && nodes.set["payload"] != nil && onOK {
-		a.payload = p.payload(env, resolve(nodes.payload), sub("payload"), v)
+		a.payload = p.payload(env, yamlread.Resolve(nodes.payload), sub("payload"), v)
 	}
 	if kind == ActionSet {
 		p.setAction(s, a, nodes, sub, env, v, onOK)
@@ -349,13 +350,13 @@ func (p *parser) setAction(s *Schema, a *ActionSpec, nodes actionNodes, sub func
 		case hint == "" && len(s.Attributes) == 0:
 			hint = "declare it under attributes"
 		case hint == "":
-			hint = oneOf(s.attributeNames())
+			hint = yamlread.OneOf(s.attributeNames())
 		}
-		p.add(an, sub("attribute"), hint, "unknown attribute %q", name)
+		p.Add(an, sub("attribute"), hint, "unknown attribute %q", name)
 		return
 	}
 	a.Attr, a.attr, a.enum = attr.Index, attr, s.attrEnum(attr)
-	vn := resolve(nodes.value)
+	vn := yamlread.Resolve(nodes.value)
 	if vn == nil || attr.Type == 0 {
 		return
 	}
@@ -370,7 +371,7 @@ func (p *parser) setAction(s *Schema, a *ActionSpec, nodes actionNodes, sub func
 			return
 		}
 		if t.kind == tmplText && attr.Type != twinhub.TypeString && attr.Type != twinhub.TypeEnum {
-			p.add(vn, vp, "use a single {{ expression }} as the value", "text is not %s, the type of attribute %s", typeArticle(attr.Type), attr.Name)
+			p.Add(vn, vp, "use a single {{ expression }} as the value", "text is not %s, the type of attribute %s", typeArticle(attr.Type), attr.Name)
 			return
 		}
 		a.value = t
@@ -382,15 +383,15 @@ func (p *parser) setAction(s *Schema, a *ActionSpec, nodes actionNodes, sub func
 // attrLiteral reads a literal value for attribute attr.
 func (p *parser) attrLiteral(attr *Attribute, enum []string, n *yaml.Node, path string) (twinhub.Value, bool) {
 	val := twinhub.Value{Type: attr.Type, Set: true}
-	if isNull(n) || n.Kind != yaml.ScalarNode {
-		p.add(n, path, "write a value, or a {{ expression }}", "expected %s for attribute %s, found %s", typeArticle(attr.Type), attr.Name, describe(n))
+	if yamlread.IsNull(n) || n.Kind != yaml.ScalarNode {
+		p.Add(n, path, "write a value, or a {{ expression }}", "expected %s for attribute %s, found %s", typeArticle(attr.Type), attr.Name, yamlread.Describe(n))
 		return twinhub.Value{}, false
 	}
 	var ok bool
 	switch attr.Type {
 	case twinhub.TypeString, twinhub.TypeEnum:
-		if val.Str, ok = p.str(n, path); ok && len(enum) > 0 && !slices.Contains(enum, val.Str) {
-			p.add(n, path, suggestOr(val.Str, enum), "%q is not a value of attribute %s", val.Str, attr.Name)
+		if val.Str, ok = p.Str(n, path); ok && len(enum) > 0 && !slices.Contains(enum, val.Str) {
+			p.Add(n, path, yamlread.SuggestOr(val.Str, enum), "%q is not a value of attribute %s", val.Str, attr.Name)
 			ok = false
 		}
 	case twinhub.TypeNumber:
@@ -401,7 +402,7 @@ func (p *parser) attrLiteral(attr *Attribute, enum []string, n *yaml.Node, path 
 		val.Num = float64(i)
 	case twinhub.TypeBool:
 		var b bool
-		if b, ok = p.boolean(n, path); b {
+		if b, ok = p.Bool(n, path); b {
 			val.Num = 1
 		}
 	case twinhub.TypeTime:

@@ -2,6 +2,8 @@ package schema
 
 import (
 	"go.yaml.in/yaml/v3"
+
+	"github.com/twinhub/twinhub/internal/yamlread"
 )
 
 var segmentKeys = []string{"description", "when"}
@@ -18,30 +20,30 @@ func (p *parser) segments(s *Schema, top entry, env *twinEnvs) {
 		path string
 	}
 	var done []compiled
-	for _, e := range p.mapping(top.v, top.path, nil, "a mapping of segment names to their declarations") {
-		if !p.name(e.k, e.key, e.path, "segment") {
+	for _, e := range p.Mapping(top.V, top.Path, nil, "a mapping of segment names to their declarations") {
+		if !p.name(e.K, e.Key, e.Path, "segment") {
 			continue
 		}
-		seg := &Segment{Name: e.key, Index: len(s.Segments)}
+		seg := &Segment{Name: e.Key, Index: len(s.Segments)}
 		s.Segments = append(s.Segments, seg)
 		s.segments[seg.Name] = seg
-		when, whenPath := e.v, e.path+".when"
-		if e.v != nil && e.v.Kind == yaml.MappingNode {
+		when, whenPath := e.V, e.Path+".when"
+		if e.V != nil && e.V.Kind == yaml.MappingNode {
 			when = nil
-			for _, se := range p.mapping(e.v, e.path, segmentKeys, "a mapping with when:") {
-				switch se.key {
+			for _, se := range p.Mapping(e.V, e.Path, segmentKeys, "a mapping with when:") {
+				switch se.Key {
 				case "description":
-					seg.Description, _ = p.str(se.v, se.path)
+					seg.Description, _ = p.Str(se.V, se.Path)
 				case "when":
-					when = se.v
+					when = se.V
 				}
 			}
 		}
-		if when == nil || isNull(when) {
-			p.add(e.k, e.path, "add e.g. when: twin.spend_total >= 1000.0", "segment %q has no when", seg.Name)
+		if when == nil || yamlread.IsNull(when) {
+			p.Add(e.K, e.Path, "add e.g. when: twin.spend_total >= 1000.0", "segment %q has no when", seg.Name)
 			continue
 		}
-		expr, ok := p.str(when, whenPath)
+		expr, ok := p.Str(when, whenPath)
 		if !ok {
 			continue
 		}
@@ -63,7 +65,7 @@ func (p *parser) segments(s *Schema, top entry, env *twinEnvs) {
 // whenProgram compiles the condition of a segment or rule held in scalar n.
 func (p *parser) whenProgram(env *twinEnvs, n *yaml.Node, path, expr string, v variants) *program {
 	if expr == "" {
-		p.add(n, path, "write a condition, e.g. twin.spend_total >= 1000.0, or remove when", "when is empty")
+		p.Add(n, path, "write a condition, e.g. twin.spend_total >= 1000.0, or remove when", "when is empty")
 		return nil
 	}
 	return p.compileProgram(env, p.scalarLoc(n, expr), path, expr, v, whenCheck)

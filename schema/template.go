@@ -13,6 +13,8 @@ import (
 	"cel.dev/cel-go/common/types/ref"
 	"cel.dev/cel-go/common/types/traits"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/twinhub/twinhub/internal/yamlread"
 )
 
 // Template delimiters.
@@ -61,7 +63,7 @@ const maxTmplDepth = 32
 // payload compiles a payload node: a mapping of templates.
 func (p *parser) payload(env *twinEnvs, n *yaml.Node, path string, v variants) *tmpl {
 	if n == nil || n.Kind != yaml.MappingNode {
-		p.add(n, path, "write e.g. payload: {message: \"Hello {{ twin.name }}\"}", "expected a mapping, found %s", describe(n))
+		p.Add(n, path, "write e.g. payload: {message: \"Hello {{ twin.name }}\"}", "expected a mapping, found %s", yamlread.Describe(n))
 		return nil
 	}
 	return p.template(env, n, path, v, 0)
@@ -69,21 +71,21 @@ func (p *parser) payload(env *twinEnvs, n *yaml.Node, path string, v variants) *
 
 // template compiles any payload value.
 func (p *parser) template(env *twinEnvs, n *yaml.Node, path string, v variants, depth int) *tmpl {
-	n = resolve(n)
+	n = yamlread.Resolve(n)
 	t := &tmpl{path: path}
 	if depth > maxTmplDepth {
-		p.add(n, path, "flatten the payload", "payload is nested more than %d levels deep", maxTmplDepth)
+		p.Add(n, path, "flatten the payload", "payload is nested more than %d levels deep", maxTmplDepth)
 		return nil
 	}
 	switch {
 	case n == nil:
-		p.add(n, path, "", "an alias that refers to itself")
+		p.Add(n, path, "", "an alias that refers to itself")
 		return nil
 	case n.Kind == yaml.MappingNode:
 		t.kind = tmplMap
-		for _, e := range p.mapping(n, path, nil, "a mapping") {
-			if vt := p.template(env, e.v, e.path, v, depth+1); vt != nil {
-				t.keys = append(t.keys, e.key)
+		for _, e := range p.Mapping(n, path, nil, "a mapping") {
+			if vt := p.template(env, e.V, e.Path, v, depth+1); vt != nil {
+				t.keys = append(t.keys, e.Key)
 				t.vals = append(t.vals, vt)
 			}
 		}
@@ -94,7 +96,7 @@ func (p *parser) template(env *twinEnvs, n *yaml.Node, path string, v variants, 
 				t.items = append(t.items, ct)
 			}
 		}
-	case isNull(n):
+	case yamlread.IsNull(n):
 		t.lit = nil
 	case n.ShortTag() == "!!str":
 		return p.textTemplate(env, n, path, v, tmplCheck)
@@ -123,7 +125,7 @@ func (p *parser) literal(n *yaml.Node, path string) (any, bool) {
 		f, ok := p.number(n, path)
 		return f, ok
 	case "!!bool":
-		b, ok := p.boolean(n, path)
+		b, ok := p.Bool(n, path)
 		return b, ok
 	}
 	return n.Value, true
@@ -153,7 +155,7 @@ func (p *parser) splitTemplate(n *yaml.Node, path, s string) (pieces []tmplPiece
 		j := strings.Index(s[start:], tmplClose)
 		if j < 0 {
 			line, col := p.templateLoc(n, s, off+i)(0, 0)
-			p.problems = append(p.problems, Problem{Line: line, Column: col, Path: path,
+			p.Problems = append(p.Problems, Problem{Line: line, Column: col, Path: path,
 				Message: "template: {{ is not closed", Hint: "close it with }}"})
 			return nil, false
 		}
@@ -202,7 +204,7 @@ func (p *parser) textTemplate(env *twinEnvs, n *yaml.Node, path string, v varian
 		loc := p.templateLoc(n, s, pc.start)
 		if strings.TrimSpace(pc.text) == "" {
 			line, col := loc(0, 0)
-			p.problems = append(p.problems, Problem{Line: line, Column: col, Path: path,
+			p.Problems = append(p.Problems, Problem{Line: line, Column: col, Path: path,
 				Message: "template: {{ }} has no expression", Hint: "write an expression, e.g. {{ twin.key }}"})
 			good = false
 			continue

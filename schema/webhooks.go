@@ -6,6 +6,8 @@ import (
 	"slices"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/twinhub/twinhub/internal/yamlread"
 )
 
 var webhookKeys = []string{"description", "url", "kinds", "rules", "secret", "secret_env"}
@@ -14,48 +16,48 @@ var webhookKeys = []string{"description", "url", "kinds", "rules", "secret", "se
 // environment here, so that a schema that names a missing secret fails
 // validation rather than sending unsigned requests later.
 func (p *parser) webhooks(s *Schema, top entry) {
-	for _, e := range p.mapping(top.v, top.path, nil, "a mapping of webhook names to their declarations") {
-		if !p.name(e.k, e.key, e.path, "webhook") {
+	for _, e := range p.Mapping(top.V, top.Path, nil, "a mapping of webhook names to their declarations") {
+		if !p.name(e.K, e.Key, e.Path, "webhook") {
 			continue
 		}
-		w := &Webhook{Name: e.key}
-		if e.v == nil || e.v.Kind != yaml.MappingNode {
-			p.add(e.v, e.path, "write e.g. {url: https://example.com/hook}", "expected a mapping with url:, found %s", describe(e.v))
+		w := &Webhook{Name: e.Key}
+		if e.V == nil || e.V.Kind != yaml.MappingNode {
+			p.Add(e.V, e.Path, "write e.g. {url: https://example.com/hook}", "expected a mapping with url:, found %s", yamlread.Describe(e.V))
 			continue
 		}
 		var secret, secretEnv *yaml.Node
 		sawURL := false
-		for _, we := range p.mapping(e.v, e.path, webhookKeys, "a mapping with url:") {
-			switch we.key {
+		for _, we := range p.Mapping(e.V, e.Path, webhookKeys, "a mapping with url:") {
+			switch we.Key {
 			case "description":
-				w.Description, _ = p.str(we.v, we.path)
+				w.Description, _ = p.Str(we.V, we.Path)
 			case "url":
 				sawURL = true
-				if u, ok := p.str(we.v, we.path); ok && p.url(we.v, we.path, u) {
+				if u, ok := p.Str(we.V, we.Path); ok && p.url(we.V, we.Path, u) {
 					w.URL = u
 				}
 			case "kinds":
-				w.Kinds = p.nameList(we.v, we.path, "action kind", actionKinds)
+				w.Kinds = p.nameList(we.V, we.Path, "action kind", actionKinds)
 			case "rules":
-				w.Rules = p.nameList(we.v, we.path, "rule", s.ruleNames())
+				w.Rules = p.nameList(we.V, we.Path, "rule", s.ruleNames())
 			case "secret":
-				secret = we.v
-				w.Secret, _ = p.str(we.v, we.path)
+				secret = we.V
+				w.Secret, _ = p.Str(we.V, we.Path)
 			case "secret_env":
-				secretEnv = we.v
+				secretEnv = we.V
 			}
 		}
 		if !sawURL {
-			p.add(e.k, e.path, "add e.g. url: https://example.com/hook", "webhook %q has no url", w.Name)
+			p.Add(e.K, e.Path, "add e.g. url: https://example.com/hook", "webhook %q has no url", w.Name)
 		}
-		switch envPath := e.path + ".secret_env"; {
+		switch envPath := e.Path + ".secret_env"; {
 		case secretEnv == nil:
 		case secret != nil:
-			p.add(secretEnv, envPath, "keep one of them", "secret and secret_env exclude each other")
+			p.Add(secretEnv, envPath, "keep one of them", "secret and secret_env exclude each other")
 		default:
-			if name, ok := p.str(secretEnv, envPath); ok {
+			if name, ok := p.Str(secretEnv, envPath); ok {
 				if w.Secret = os.Getenv(name); w.Secret == "" {
-					p.add(secretEnv, envPath, "set the variable before Twinhub starts, or remove secret_env",
+					p.Add(secretEnv, envPath, "set the variable before Twinhub starts, or remove secret_env",
 						"environment variable %s is empty or not set", name)
 				}
 			}
@@ -71,9 +73,9 @@ func (p *parser) nameList(n *yaml.Node, path, what string, known []string) []str
 	for i, name := range names {
 		switch {
 		case !slices.Contains(known, name):
-			p.add(nodes[i], path, suggestOr(name, known), "unknown %s %q", what, name)
+			p.Add(nodes[i], path, yamlread.SuggestOr(name, known), "unknown %s %q", what, name)
 		case slices.Contains(out, name):
-			p.add(nodes[i], path, "remove the duplicate", "%s %q is listed twice", what, name)
+			p.Add(nodes[i], path, "remove the duplicate", "%s %q is listed twice", what, name)
 		default:
 			out = append(out, name)
 		}
@@ -85,7 +87,7 @@ func (p *parser) nameList(n *yaml.Node, path, what string, known []string) []str
 func (p *parser) url(n *yaml.Node, path, u string) bool {
 	parsed, err := url.Parse(u)
 	if err != nil || (parsed.Scheme != "http" && parsed.Scheme != "https") || parsed.Host == "" {
-		p.add(n, path, "use an absolute http or https URL, e.g. https://example.com/hook", "%q is not an absolute http or https URL", u)
+		p.Add(n, path, "use an absolute http or https URL, e.g. https://example.com/hook", "%q is not an absolute http or https URL", u)
 		return false
 	}
 	return true
