@@ -40,8 +40,8 @@ const (
 
 // ActionTarget is the webhook name of deliveries to the URL of a webhook
 // action itself, rather than to a webhook of the schema. They are not
-// signed: no secret belongs to them.
-const ActionTarget = "action"
+// signed: no secret belongs to them. The schema reserves the name.
+const ActionTarget = schema.ActionTarget
 
 const (
 	// followPage is how many outputs the dispatcher reads at a time.

@@ -12,12 +12,22 @@ import (
 
 var webhookKeys = []string{"description", "url", "kinds", "rules", "secret", "secret_env"}
 
+// ActionTarget is the name that deliveries to the URL of a webhook action
+// itself go under. They are not signed, since no secret belongs to them,
+// so no webhook of a schema may take the name: its deliveries would go
+// out unsigned.
+const ActionTarget = "action"
+
 // webhooks parses the webhooks section. A secret_env is read from the
 // environment here, so that a schema that names a missing secret fails
 // validation rather than sending unsigned requests later.
 func (p *parser) webhooks(s *Schema, top entry) {
 	for _, e := range p.Mapping(top.V, top.Path, nil, "a mapping of webhook names to their declarations") {
 		if !p.name(e.K, e.Key, e.Path, "webhook") {
+			continue
+		}
+		if e.Key == ActionTarget {
+			p.Add(e.K, e.Path, "choose another name", "the webhook name %q is reserved for the deliveries of webhook actions to their own URLs", e.Key)
 			continue
 		}
 		w := &Webhook{Name: e.Key}
