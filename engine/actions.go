@@ -291,7 +291,7 @@ func (e *Engine) updateAction(id uint64, fn func(*twinhub.Action) error) (twinhu
 		return a, err
 	}
 	out := twinhub.Output{Kind: twinhub.ActionUpdated, Time: e.Now().UTC(), Twin: a.Twin, Revision: a.Revision, Rule: a.Rule, Action: &a}
-	if err := e.writeOutputs(&OutputWrite{Outputs: []twinhub.Output{out}}); err != nil {
+	if err := e.writeOutputs(&OutputWrite{Outputs: []twinhub.Output{out}}, false); err != nil {
 		return a, fmt.Errorf("log action decision: %w", err)
 	}
 	return a, nil

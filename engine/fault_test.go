@@ -191,3 +191,95 @@ func TestFailedOutputWriteWaits(t *testing.T) {
 		}
 	}
 }
+
+// heldArchive is the real store whose archive commits wait for release, as
+// a slow fsync would make them.
+type heldArchive struct {
+	*pebble.DB
+	release chan struct{}
+}
+
+func (h *heldArchive) Append(recs []engine.Record) (engine.Commit, error) {
+	c, err := h.DB.Append(recs)
+	if err != nil {
+		return nil, err
+	}
+	return heldCommit{c, h.release}, nil
+}
+
+type heldCommit struct {
+	engine.Commit
+	release <-chan struct{}
+}
+
+func (c heldCommit) Wait() error {
+	<-c.release
+	return c.Commit.Wait()
+}
+
+// TestOutputsWaitForTheArchive checks that followers see no output of an
+// event before the archive holds the event durably: a webhook must not act
+// on an event that a power loss could still take back. The outputs are in
+// the log by then; only their publication waits.
+func TestOutputsWaitForTheArchive(t *testing.T) {
+	db, err := pebble.Open(t.TempDir(), pebble.Options{CacheSize: 8 << 20, MemTableSize: 4 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	hs := &heldArchive{DB: db, release: make(chan struct{})}
+	e, err := engine.Open(engine.Options{Store: hs, Now: func() time.Time { return testNow }, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	sc := e.Schema()
+	dec := ingest.NewDecoder(sc, func() time.Time { return testNow }, "test")
+	var b ingest.Batch
+	dec.Decode([]byte(purchase("e-1", "c-1", testNow.Add(-time.Hour), 1200)), &b) // vip, new_customer, welcome_vip
+	acked := make(chan error, 1)
+	go func() { acked <- e.Ingest(context.Background(), &b, sc) }()
+
+	// Applied (the twin shows it) and logged (the store has the outputs),
+	// but not durable: nothing is published.
+	logged := 0
+	for deadline := time.Now().Add(10 * time.Second); logged == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("the outputs were never logged")
+		}
+		logged = 0
+		if err := db.ReadOutputs(0, func(twinhub.Output) bool { logged++; return true }); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if v, err := e.Twin("c-1"); err != nil || v.Revision == 0 {
+		t.Fatalf("twin c-1 = %+v, %v; want it applied", v, err)
+	}
+	notify := e.OutputNotify()
+	if last := e.LastOutputID(); last != 0 {
+		t.Errorf("LastOutputID = %d before the archive commit, want 0", last)
+	}
+	if outs, err := e.ReadOutputs(0, 100); err != nil || len(outs) != 0 {
+		t.Errorf("ReadOutputs before the archive commit = %d outputs, %v; want none", len(outs), err)
+	}
+	select {
+	case <-acked:
+		t.Fatal("the batch was acknowledged before its archive commit")
+	default:
+	}
+
+	close(hs.release)
+	if err := <-acked; err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-notify:
+	default:
+		t.Error("followers were not woken when the outputs were published")
+	}
+	outs, err := e.ReadOutputs(0, 100)
+	if err != nil || len(outs) != logged || e.LastOutputID() != uint64(logged) {
+		t.Fatalf("after the commit: ReadOutputs = %d outputs, %v, LastOutputID %d; want the %d logged", len(outs), err, e.LastOutputID(), logged)
+	}
+}

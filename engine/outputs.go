@@ -90,6 +90,11 @@ type outputLog struct {
 	head   int // index of the oldest entry in ring when full
 	notify chan struct{}
 	last   atomic.Uint64 // last published id
+	// held are the id ranges written but not published, in id order: the
+	// outputs of events whose archive write is not yet durable. Followers
+	// see an output once every output before it is published, so never one
+	// whose event a power loss could still take back.
+	held []heldRange
 
 	// live TwinChanged watchers
 	wmu      sync.Mutex
@@ -105,10 +110,18 @@ func (o *outputLog) init(next uint64) {
 	o.watchers = map[chan twinhub.Output]struct{}{}
 }
 
-// write assigns ids to w.Outputs (and to the actions they carry), writes
-// w and publishes the outputs. Holding the lock across the write keeps ids,
+// heldRange is the outputs with ids below end written since the previous
+// range; done when they may be published.
+type heldRange struct {
+	end  uint64
+	done bool
+}
+
+// writeOutputs assigns ids to w.Outputs (and to the actions they carry),
+// writes w and publishes the outputs, or, when held, keeps them back until
+// outputsDurable(w.Next-1). Holding the lock across the write keeps ids,
 // the log and publication in one order.
-func (e *Engine) writeOutputs(w *OutputWrite) error {
+func (e *Engine) writeOutputs(w *OutputWrite, held bool) error {
 	o := &e.out
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -135,11 +148,41 @@ func (e *Engine) writeOutputs(w *OutputWrite) error {
 		}
 	}
 	if len(w.Outputs) > 0 {
-		o.last.Store(id - 1)
-		close(o.notify)
-		o.notify = make(chan struct{})
+		o.held = append(o.held, heldRange{end: id, done: !held})
+		o.publish()
 	}
 	return nil
+}
+
+// outputsDurable publishes the outputs held by writeOutputs up to id last,
+// once the archive holds their events durably.
+func (e *Engine) outputsDurable(last uint64) {
+	o := &e.out
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for i := range o.held {
+		if o.held[i].end == last+1 {
+			o.held[i].done = true
+			break
+		}
+	}
+	o.publish()
+}
+
+// publish moves the published id past the leading ranges that are done and
+// wakes the followers. The caller holds o.mu.
+func (o *outputLog) publish() {
+	k := 0
+	for k < len(o.held) && o.held[k].done {
+		k++
+	}
+	if k == 0 {
+		return
+	}
+	o.last.Store(o.held[k-1].end - 1)
+	o.held = append(o.held[:0], o.held[k:]...)
+	close(o.notify)
+	o.notify = make(chan struct{})
 }
 
 // LastOutputID returns the id of the newest logged output, 0 when none.
@@ -153,11 +196,12 @@ func (e *Engine) OutputNotify() <-chan struct{} {
 	return e.out.notify
 }
 
-// ReadOutputs returns up to limit logged outputs with ID > after, in ID
-// order: from memory when they are recent, else from the store.
+// ReadOutputs returns up to limit published outputs with ID > after, in
+// ID order: from memory when they are recent, else from the store.
 func (e *Engine) ReadOutputs(after uint64, limit int) ([]twinhub.Output, error) {
 	o := &e.out
 	o.mu.Lock()
+	last := o.last.Load()
 	n := len(o.ring)
 	if n > 0 {
 		oldest := o.ring[o.head].ID
@@ -165,6 +209,9 @@ func (e *Engine) ReadOutputs(after uint64, limit int) ([]twinhub.Output, error) 
 			var out []twinhub.Output
 			for i := 0; i < n && len(out) < limit; i++ {
 				x := o.ring[(o.head+i)%n]
+				if x.ID > last {
+					break
+				}
 				if x.ID > after {
 					out = append(out, x)
 				}
@@ -176,6 +223,9 @@ func (e *Engine) ReadOutputs(after uint64, limit int) ([]twinhub.Output, error) 
 	o.mu.Unlock()
 	var out []twinhub.Output
 	err := e.store.ReadOutputs(after, func(x twinhub.Output) bool {
+		if x.ID > last {
+			return false
+		}
 		out = append(out, x)
 		return len(out) < limit
 	})

@@ -478,9 +478,14 @@ func (s *shard) sideEffect(sc *schema.Schema, t *twin, r *schema.Rule, a *schema
 // partition's Logged seq, the shard's own moved up to the last event
 // applied: the outputs of every event up to it are now logged. With
 // snapshots go the marks of the shard's partitions.
-func (s *shard) flushOutputs() error {
+//
+// held says the outputs come from events whose archive write is not yet
+// durable: they are published once it is (see syncLoop), and flushOutputs
+// returns the last id to pass to outputsDurable then, 0 for none.
+func (s *shard) flushOutputs(held bool) (uint64, error) {
 	w := &s.outW
 	var err error
+	var upTo uint64
 	if len(w.Outputs) > 0 || len(w.Twins) > 0 {
 		if len(w.Outputs) > 0 {
 			w.Shard, w.Logged = s.id, w.Logged[:0]
@@ -503,7 +508,7 @@ func (s *shard) flushOutputs() error {
 		// acknowledgements wait with it; it gives up only when the engine
 		// closes.
 		for wait := 10 * time.Millisecond; ; wait = min(2*wait, time.Second) {
-			if err = s.e.writeOutputs(w); err == nil {
+			if err = s.e.writeOutputs(w, held); err == nil {
 				break
 			}
 			s.e.log.Error("write outputs; retrying", "shard", s.id, "outputs", len(w.Outputs), "in", wait, "err", err)
@@ -516,6 +521,9 @@ func (s *shard) flushOutputs() error {
 				p.logged.Store(w.Logged[p.id])
 			}
 		}
+		if err == nil && held && len(w.Outputs) > 0 {
+			upTo = w.Next - 1
+		}
 		clear(w.Outputs)
 		w.Outputs, w.Twins, w.Marks, w.Logged = w.Outputs[:0], w.Twins[:0], w.Marks[:0], w.Logged[:0]
 	}
@@ -524,5 +532,5 @@ func (s *shard) flushOutputs() error {
 		clear(s.changes)
 		s.changes = s.changes[:0]
 	}
-	return err
+	return upTo, err
 }

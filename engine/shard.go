@@ -135,6 +135,9 @@ func (q *idQueue) drop(n int) {
 type syncItem struct {
 	commit Commit
 	jobs   []*job
+	// outputs is the last output id of the batch, held back until commit
+	// is durable; 0 for none.
+	outputs uint64
 }
 
 // shard is one writer goroutine and the partitions it owns.
@@ -277,6 +280,11 @@ func (s *shard) syncLoop() {
 				s.e.opts.OnSync(time.Since(t0))
 			}
 		}
+		if it.outputs > 0 {
+			// Published before the batch is acknowledged, so that a client
+			// that reads outputs after its ingest returned finds them.
+			s.e.outputsDurable(it.outputs)
+		}
 		for _, j := range it.jobs {
 			if j.ctl != nil {
 				j.ctl()
@@ -355,7 +363,9 @@ func (s *shard) process(jobs []*job) {
 		}
 		s.mu.Unlock()
 	}
-	s.flushOutputs() // an error is logged; the outputs are derived again after a restart
+	// Outputs of events not yet durable are held back until the commit is:
+	// replayed events are in the archive already.
+	outputs, _ := s.flushOutputs(commit != nil) // an error is logged; the outputs are derived again after a restart
 	if rc := s.e.rc.Load(); rc != nil {
 		rc.publish(s.id)
 	}
@@ -396,7 +406,7 @@ func (s *shard) process(jobs []*job) {
 		s.e.opts.OnApply(len(pend), time.Since(t0))
 	}
 	s.recs, s.pend = recs[:0], pend[:0]
-	s.ackLater(commit, jobs)
+	s.syncq <- syncItem{commit: commit, jobs: append([]*job(nil), jobs...), outputs: outputs}
 }
 
 // unaccept undoes a batch the archive refused: its ids are forgotten (so a

@@ -264,7 +264,8 @@ func (s *shard) sweepTwins(rc *reaction, twins []*twin, now int64) int {
 		written = s.markWritten(written, t)
 	}
 	s.mu.Unlock()
-	if err := s.flushOutputs(); err != nil {
+	// A sweep's outputs have no event: published at once.
+	if _, err := s.flushOutputs(false); err != nil {
 		s.undoWritten(written)
 	} else {
 		s.markSaved(written)
