@@ -185,7 +185,7 @@ func (o *outputLog) publish() {
 	o.notify = make(chan struct{})
 }
 
-// LastOutputID returns the id of the newest logged output, 0 when none.
+// LastOutputID returns the id of the newest published output, 0 when none.
 func (e *Engine) LastOutputID() uint64 { return e.out.last.Load() }
 
 // OutputNotify returns a channel that is closed when outputs newer than
