@@ -82,7 +82,7 @@ type Decoder struct {
 	// copies: set it when every record stays valid and unchanged until its
 	// Batch is Reset (an HTTP body kept until the request is answered).
 	Borrow   bool
-	spans    []memberAt // one record's members
+	members  []memberAt // one record's members
 	scratch  []byte     // the members' bytes when fastjson read them
 	batchNow time.Time
 	inBatch  bool
@@ -163,17 +163,17 @@ func (d *Decoder) decode(rec []byte, b *Batch, ev *twinhub.Event) *twinhub.Error
 	// in one pass, and their strings stay in raw, with no copy. Anything
 	// else (escapes, nesting, malformed input) goes through fastjson, whose
 	// strings live in its own buffer and are copied into the batch.
-	spans, ok := scanFlat(raw, d.spans[:0])
-	d.spans = spans // keep the grown capacity
+	ms, ok := scanFlat(raw, d.members[:0])
+	d.members = ms // keep the grown capacity
 	base := raw
 	if !ok {
 		if err := d.parseMembers(rec); err != nil {
 			return err
 		}
-		spans, base = d.spans, d.scratch
+		ms, base = d.members, d.scratch
 	}
 	kept := keeper{mem: &b.mem, inRaw: ok}
-	if err := d.fields(spans, base, kept, b, ev); err != nil {
+	if err := d.fields(ms, base, kept, b, ev); err != nil {
 		return err
 	}
 	ev.Raw = raw
@@ -201,9 +201,9 @@ func (sp *memberAt) member(base []byte) member {
 }
 
 // parseMembers reads rec with fastjson, which handles all of JSON, into
-// d.spans over d.scratch, where it copies the members' keys and values.
+// d.members over d.scratch, where it copies the members' keys and values.
 func (d *Decoder) parseMembers(rec []byte) *twinhub.Error {
-	d.spans, d.scratch = d.spans[:0], d.scratch[:0]
+	d.members, d.scratch = d.members[:0], d.scratch[:0]
 	v, err := d.p.ParseBytes(rec)
 	if err != nil {
 		return &twinhub.Error{Code: twinhub.EINVALID, Message: "malformed JSON: " + err.Error()}
@@ -224,7 +224,7 @@ func (d *Decoder) parseMembers(rec []byte) *twinhub.Error {
 			d.scratch = fv.MarshalTo(d.scratch) // a number's text, as it was sent
 		}
 		sp.s1 = int32(len(d.scratch))
-		d.spans = append(d.spans, sp)
+		d.members = append(d.members, sp)
 	})
 	return nil
 }
@@ -250,12 +250,12 @@ func (k keeper) string(s []byte) string {
 // fields validates a record's members against the schema and fills ev.
 // Members are taken in order, so a repeated one counts as its last
 // occurrence, except the type, which is its first.
-func (d *Decoder) fields(spans []memberAt, base []byte, kept keeper, b *Batch, ev *twinhub.Event) *twinhub.Error {
+func (d *Decoder) fields(ms []memberAt, base []byte, kept keeper, b *Batch, ev *twinhub.Event) *twinhub.Error {
 	// The event type decides which fields are declared, so read it first.
 	var typ member
-	for i := range spans {
-		if string(base[spans[i].key0:spans[i].key1]) == "type" {
-			typ = spans[i].member(base)
+	for i := range ms {
+		if string(base[ms[i].key0:ms[i].key1]) == "type" {
+			typ = ms[i].member(base)
 			break
 		}
 	}
@@ -281,10 +281,10 @@ func (d *Decoder) fields(spans []memberAt, base []byte, kept keeper, b *Batch, e
 	var evTime time.Time
 	var mv member
 	m := &mv
-	for i := range spans {
+	for i := range ms {
 		// Field by field: a whole struct built and then copied costs a
 		// stalled store forward per member.
-		sp := &spans[i]
+		sp := &ms[i]
 		m.key, m.t, m.s = base[sp.key0:sp.key1], sp.t, base[sp.s0:sp.s1]
 		switch string(m.key) {
 		case "type":

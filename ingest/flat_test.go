@@ -25,7 +25,7 @@ func FuzzFlatMatchesFastjson(f *testing.F) {
 	}
 	var p fastjson.Parser
 	f.Fuzz(func(t *testing.T, rec []byte) {
-		spans, ok := scanFlat(rec, nil)
+		ms, ok := scanFlat(rec, nil)
 		if !ok {
 			return
 		}
@@ -51,11 +51,11 @@ func FuzzFlatMatchesFastjson(f *testing.F) {
 			}
 			want = append(want, m)
 		})
-		if len(spans) != len(want) {
-			t.Fatalf("scanFlat(%q): %d members, fastjson %d", rec, len(spans), len(want))
+		if len(ms) != len(want) {
+			t.Fatalf("scanFlat(%q): %d members, fastjson %d", rec, len(ms), len(want))
 		}
-		for i := range spans {
-			g, w := spans[i].member(rec), want[i]
+		for i := range ms {
+			g, w := ms[i].member(rec), want[i]
 			if !bytes.Equal(g.key, w.key) || g.t != w.t || !bytes.Equal(g.s, w.s) {
 				t.Fatalf("scanFlat(%q) member %d = {%q %s %q}, fastjson {%q %s %q}", rec, i, g.key, g.t, g.s, w.key, w.t, w.s)
 			}
