@@ -405,9 +405,6 @@ func (s *shard) appendAction(sc *schema.Schema, t *twin, r *schema.Rule, a *sche
 	rc := &act.Receipt
 	rc.SchemaVersion, rc.Rule, rc.When, rc.Trigger = sc.Version, r.Name, r.When, triggerName(c)
 	rc.Twin, rc.Revision, rc.Time, rc.Reads = t.key, t.rev, at, reads
-	if c.Event != nil {
-		rc.Event = strings.Clone(c.Event.ID)
-	}
 	if a.Approval {
 		act.Status = twinhub.ActionPending
 		act.Expires = at.Add(a.Expires)
@@ -440,6 +437,7 @@ func (s *shard) appendAction(sc *schema.Schema, t *twin, r *schema.Rule, a *sche
 	}
 	out.Rule = r.Name
 	out.Action = act
+	rc.Event = out.Event // the output's copy of the event id
 }
 
 // sideEffect applies what an action changes on the twin itself: tags and

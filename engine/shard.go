@@ -344,7 +344,7 @@ func (s *shard) process(jobs []*job) {
 		commit, err = s.e.store.Append(recs)
 		if err != nil {
 			s.unaccept(jobs, pend, fmt.Errorf("archive append: %w", err))
-			s.ackLater(nil, jobs)
+			s.ackLater(nil, jobs, 0)
 			return
 		}
 	}
@@ -406,7 +406,7 @@ func (s *shard) process(jobs []*job) {
 		s.e.opts.OnApply(len(pend), time.Since(t0))
 	}
 	s.recs, s.pend = recs[:0], pend[:0]
-	s.syncq <- syncItem{commit: commit, jobs: append([]*job(nil), jobs...), outputs: outputs}
+	s.ackLater(commit, jobs, outputs)
 }
 
 // unaccept undoes a batch the archive refused: its ids are forgotten (so a
@@ -431,8 +431,10 @@ func (s *shard) unaccept(jobs []*job, pend []pending, err error) {
 	}
 }
 
-func (s *shard) ackLater(c Commit, jobs []*job) {
-	s.syncq <- syncItem{commit: c, jobs: append([]*job(nil), jobs...)}
+// ackLater hands jobs to the syncer, to be acknowledged once c is durable,
+// with the last output id to publish then (0 for none).
+func (s *shard) ackLater(c Commit, jobs []*job, outputs uint64) {
+	s.syncq <- syncItem{commit: c, jobs: append([]*job(nil), jobs...), outputs: outputs}
 }
 
 // apply applies one event to its twin. The caller holds s.mu.
@@ -750,7 +752,6 @@ func (s *shard) undoWritten(ws []writtenTwin) {
 	var requeue []dirtyEntry
 	for _, w := range ws {
 		w.t.dirtySince = w.since
-
 		if !w.wasStored {
 			w.t.stored = false
 			p := s.e.parts[s.e.PartitionOf(w.t.key)]

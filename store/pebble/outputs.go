@@ -2,6 +2,7 @@ package pebble
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -235,8 +236,8 @@ func (s *DB) trimSome(before time.Time) (bool, error) {
 			return false, fmt.Errorf("corrupt output key %x", k)
 		}
 		var newest time.Time
-		var outs []twinhub.Output
-		if len(v) > 0 && v[0] == '{' { // one output in JSON, from before blocks
+		json1 := len(v) > 0 && v[0] == '{' // one output in JSON, from before blocks: its action has its own key
+		if json1 {
 			var o struct{ Time time.Time }
 			if err := json.Unmarshal(v, &o); err != nil {
 				return false, fmt.Errorf("corrupt output %x: %w", k, err)
@@ -247,24 +248,20 @@ func (s *DB) trimSome(before time.Time) (bool, error) {
 			if _, newest = d.blockHeader(); d.bad {
 				return false, fmt.Errorf("corrupt output block %x", k)
 			}
-			if !newest.Before(before) {
-				return false, nil
-			}
-			if _, err := decodeOutputBlock(binary.BigEndian.Uint64(k[1:]), v, 0, func(o twinhub.Output) bool {
-				outs = append(outs, o)
-				return true
-			}); err != nil {
-				return false, err
-			}
 		}
 		if !newest.Before(before) {
 			return false, nil
 		}
-		for _, o := range outs {
-			if o.Kind != twinhub.ActionFired || o.Action == nil {
-				continue
-			}
-			if err := s.keepAction(b, o.Action); err != nil {
+		if !json1 {
+			// Copy the block's new actions out before it goes.
+			var keepErr error
+			_, err := decodeOutputBlock(binary.BigEndian.Uint64(k[1:]), v, 0, func(o twinhub.Output) bool {
+				if o.Kind == twinhub.ActionFired && o.Action != nil {
+					keepErr = s.keepAction(b, o.Action)
+				}
+				return keepErr == nil
+			})
+			if err = cmp.Or(err, keepErr); err != nil {
 				return false, err
 			}
 		}
