@@ -160,7 +160,7 @@ func Open(opts Options) (*Engine, error) {
 	}
 	e.parts = make([]*partition, e.opts.Partitions)
 	for i := range e.parts {
-		e.parts[i] = &partition{id: i, twins: make(map[string]*twin)}
+		e.parts[i] = &partition{id: i}
 	}
 	nsh := e.shardCount()
 	e.shards = make([]*shard, nsh)
@@ -282,9 +282,13 @@ func (e *Engine) nowNS() int64 {
 func (e *Engine) Partitions() int { return len(e.parts) }
 
 // PartitionOf returns key's partition.
-func (e *Engine) PartitionOf(key string) int {
-	return int(xxhash.Sum64String(key) % uint64(len(e.parts)))
-}
+func (e *Engine) PartitionOf(key string) int { return e.partitionOfHash(keyHash(key)) }
+
+// keyHash is the hash of a twin key that chooses its partition and finds it
+// in the partition's twin table.
+func keyHash(key string) uint64 { return xxhash.Sum64String(key) }
+
+func (e *Engine) partitionOfHash(h uint64) int { return int(h % uint64(len(e.parts))) }
 
 // idHashOf hashes an event id twice, independently: xxhash for the set's
 // slot and FNV-1a, written inline, as the check.
@@ -316,17 +320,19 @@ func (e *Engine) Ingest(ctx context.Context, b *ingest.Batch, sc *schema.Schema)
 	var wg sync.WaitGroup
 	jobs := make([]*job, len(e.shards))
 	for i := range b.Events {
-		p := e.PartitionOf(b.Events[i].Key)
+		h := keyHash(b.Events[i].Key)
+		p := e.partitionOfHash(h)
 		s := p % len(e.shards)
 		j := jobs[s]
 		if j == nil {
 			// Sized for an even split, so appends rarely grow them.
 			n := len(b.Events)/len(e.shards) + len(b.Events)/8 + 8
-			j = &job{b: b, sc: sc, wg: &wg, idx: make([]int32, 0, n), part: make([]int32, 0, n)}
+			j = &job{b: b, sc: sc, wg: &wg, idx: make([]int32, 0, n), part: make([]int32, 0, n), hash: make([]uint64, 0, n)}
 			jobs[s] = j
 		}
 		j.idx = append(j.idx, int32(i))
 		j.part = append(j.part, int32(p))
+		j.hash = append(j.hash, h)
 	}
 	for s, j := range jobs {
 		if j == nil {

@@ -38,12 +38,13 @@ type AttributeView struct {
 // snapshot without being made hot.
 func (e *Engine) Twin(key string) (*View, error) {
 	sc := e.sc.Load()
-	p := e.parts[e.PartitionOf(key)]
+	kh := keyHash(key)
+	p := e.parts[e.partitionOfHash(kh)]
 	s := p.shard
 	now := e.nowNS()
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	t := p.twins[key]
+	t := p.twins.get(kh, key)
 	if t == nil {
 		data, ok, err := e.store.LoadTwin(key)
 		if err != nil {

@@ -205,13 +205,15 @@ func (e *Engine) replay(from uint64) (applied, invalid int, err error) {
 			<-c.decoded
 			jobs := make([]*job, len(e.shards))
 			for i := range c.b.Events {
-				p := e.PartitionOf(c.b.Events[i].Key)
+				h := keyHash(c.b.Events[i].Key)
+				p := e.partitionOfHash(h)
 				s := p % len(e.shards)
 				if jobs[s] == nil {
 					jobs[s] = &job{b: &c.b, replay: true, wg: &c.wg}
 				}
 				jobs[s].idx = append(jobs[s].idx, int32(i))
 				jobs[s].part = append(jobs[s].part, int32(p))
+				jobs[s].hash = append(jobs[s].hash, h)
 				jobs[s].seqs = append(jobs[s].seqs, c.seqs[i])
 			}
 			for s, j := range jobs {

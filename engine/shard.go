@@ -23,7 +23,7 @@ import (
 type partition struct {
 	id        int
 	shard     *shard
-	twins     map[string]*twin
+	twins     twinTable     // hot twins
 	seen      idSet         // ids of archived events
 	stored    int64         // twins with a snapshot in the store
 	hotStored int64         // of which hot
@@ -37,8 +37,9 @@ type partition struct {
 type job struct {
 	b    *ingest.Batch
 	sc   *schema.Schema
-	idx  []int32 // events of b for this shard
-	part []int32 // their partitions
+	idx  []int32  // events of b for this shard
+	part []int32  // their partitions
+	hash []uint64 // their keys' hashes (keyHash)
 	seqs []uint64
 	// replay marks archived events: they carry their seqs and are applied
 	// without archiving or dedupe rejection.
@@ -53,6 +54,7 @@ type pending struct {
 	ev   *twinhub.Event
 	p    *partition
 	seq  uint64
+	kh   uint64 // keyHash(ev.Key)
 	from *job
 	id   IDHash
 }
@@ -314,7 +316,7 @@ func (s *shard) process(jobs []*job) {
 			h := idHashOf(ev.ID)
 			if j.replay {
 				p.seen.add(h)
-				pend = append(pend, pending{ev: ev, p: p, seq: j.seqs[k], from: j, id: h})
+				pend = append(pend, pending{ev: ev, p: p, seq: j.seqs[k], kh: j.hash[k], from: j, id: h})
 				continue
 			}
 			res := &j.b.Results[j.b.EventIndex[i]]
@@ -324,7 +326,7 @@ func (s *shard) process(jobs []*job) {
 			}
 			res.Status = twinhub.Accepted
 			recs = append(recs, Record{Partition: int(p.id), Time: ev.Time, Key: ev.Key, Source: ev.Source, Raw: ev.Raw})
-			pend = append(pend, pending{ev: ev, p: p, from: j, id: h})
+			pend = append(pend, pending{ev: ev, p: p, kh: j.hash[k], from: j, id: h})
 		}
 	}
 
@@ -357,7 +359,7 @@ func (s *shard) process(jobs []*job) {
 		s.mu.Lock()
 		for ; i < end; i++ {
 			pe := &pend[i]
-			if err := s.apply(sc, pe.p, pe.ev, pe.seq, now); err != nil {
+			if err := s.apply(sc, pe.p, pe.ev, pe.kh, pe.seq, now); err != nil {
 				pe.from.err = err
 			}
 		}
@@ -437,9 +439,10 @@ func (s *shard) ackLater(c Commit, jobs []*job, outputs uint64) {
 	s.syncq <- syncItem{commit: c, jobs: append([]*job(nil), jobs...), outputs: outputs}
 }
 
-// apply applies one event to its twin. The caller holds s.mu.
-func (s *shard) apply(sc *schema.Schema, p *partition, ev *twinhub.Event, seq uint64, now int64) error {
-	t, err := s.twinFor(sc, p, ev.Key, true)
+// apply applies one event, whose key hashes to kh, to its twin. The caller
+// holds s.mu.
+func (s *shard) apply(sc *schema.Schema, p *partition, ev *twinhub.Event, kh, seq uint64, now int64) error {
+	t, err := s.twinFor(sc, p, ev.Key, kh, true)
 	if err != nil {
 		return err
 	}
@@ -556,9 +559,9 @@ func (s *shard) internString(v string) string {
 }
 
 // twinFor returns key's twin in p, loading it from its snapshot when cold and
-// creating it when create is set. The caller holds s.mu.
-func (s *shard) twinFor(sc *schema.Schema, p *partition, key string, create bool) (*twin, error) {
-	if t := p.twins[key]; t != nil {
+// creating it when create is set; kh is keyHash(key). The caller holds s.mu.
+func (s *shard) twinFor(sc *schema.Schema, p *partition, key string, kh uint64, create bool) (*twin, error) {
+	if t := p.twins.get(kh, key); t != nil {
 		return t, nil
 	}
 	var t *twin
@@ -584,7 +587,8 @@ func (s *shard) twinFor(sc *schema.Schema, p *partition, key string, create bool
 		s.twins.Add(1)
 		s.newKeys = append(s.newKeys, t.key)
 	}
-	p.twins[t.key] = t
+	t.hash = kh
+	p.twins.put(t)
 	t.slot = int32(len(s.ring))
 	s.ring = append(s.ring, t)
 	t.size = int32(t.bytes(sc.Layout))
@@ -926,8 +930,8 @@ func (s *shard) evict(target int64) error {
 	s.markSaved(written)
 	s.mu.Lock()
 	for _, t := range victims {
-		p := s.e.parts[s.e.PartitionOf(t.key)]
-		delete(p.twins, t.key)
+		p := s.e.parts[s.e.partitionOfHash(t.hash)]
+		p.twins.remove(t)
 		p.hotStored--
 		s.bytes -= int64(t.size)
 	}

@@ -75,7 +75,7 @@ func (e *Engine) SetSchema(src []byte) (*schema.Schema, SwapReport, error) {
 		sh.hot.Store(0)
 		sh.twins.Store(0)
 		for _, p := range sh.parts {
-			p.twins = make(map[string]*twin)
+			p.twins = twinTable{}
 			p.stored, p.hotStored, p.wm = 0, 0, 0
 		}
 		sh.mu.Unlock()

@@ -194,7 +194,8 @@ func (s *shard) sweepCold(rc *reaction, keys []string) (int, error) {
 	var load []string
 	for _, key := range keys {
 		// No lock: this goroutine is the only one that changes the maps.
-		if _, hot := s.e.parts[s.e.PartitionOf(key)].twins[key]; hot {
+		kh := keyHash(key)
+		if s.e.parts[s.e.partitionOfHash(kh)].twins.get(kh, key) != nil {
 			continue // the hot sweep's
 		}
 		data, ok, err := s.e.store.LoadTwin(key)
@@ -223,7 +224,8 @@ func (s *shard) sweepCold(rc *reaction, keys []string) (int, error) {
 	var twins []*twin
 	s.mu.Lock()
 	for _, key := range load {
-		t, err := s.twinFor(sc, s.e.parts[s.e.PartitionOf(key)], key, false)
+		kh := keyHash(key)
+		t, err := s.twinFor(sc, s.e.parts[s.e.partitionOfHash(kh)], key, kh, false)
 		if err != nil {
 			s.mu.Unlock()
 			return 0, err

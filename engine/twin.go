@@ -16,6 +16,7 @@ import (
 // lock.
 type twin struct {
 	key     string
+	hash    uint64 // keyHash(key)
 	rev     uint64
 	applied uint64 // archive seq of the last event applied
 	state   agg.State
