@@ -35,11 +35,11 @@ func (f *faultyStore) SaveTwins(s []engine.Snapshot, m []engine.PartitionMark, i
 	return f.DB.SaveTwins(s, m, ids, sync)
 }
 
-func (f *faultyStore) WriteTimeline(e []engine.TimelineEntry) error {
+func (f *faultyStore) WriteTimeline(tl *engine.Timeline) error {
 	if f.fail.Load() {
 		return errInjected
 	}
-	return f.DB.WriteTimeline(e)
+	return f.DB.WriteTimeline(tl)
 }
 
 // TestFailedWritesLoseNothing makes snapshot saves (persistence and

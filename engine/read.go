@@ -93,10 +93,22 @@ func (e *Engine) Timeline(key string, from, to time.Time, limit int) ([]Record, 
 	p := e.parts[e.PartitionOf(key)]
 	var buffered []TimelineEntry
 	p.shard.mu.RLock()
-	for _, buf := range [][]TimelineEntry{p.shard.tlWriting, p.shard.tl} {
-		for _, te := range buf {
-			if te.Key == key && te.Time >= lo && te.Time < hi {
-				buffered = append(buffered, te)
+	for _, buf := range []*Timeline{p.shard.tlWriting, &p.shard.tl} {
+		if buf == nil {
+			continue
+		}
+		var ks []uint32 // the key's indices: usually one, more if it was evicted and loaded again
+		for i, k := range buf.Keys {
+			if k == key {
+				ks = append(ks, uint32(i))
+			}
+		}
+		if len(ks) == 0 {
+			continue
+		}
+		for _, te := range buf.Entries {
+			if te.Time >= lo && te.Time < hi && slices.Contains(ks, te.Key) {
+				buffered = append(buffered, TimelineEntry{Time: te.Time, Seq: te.Seq})
 			}
 		}
 	}

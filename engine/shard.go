@@ -160,20 +160,23 @@ type shard struct {
 	budget    int64
 	dirty     []dirtyEntry // FIFO by since, from dirtyOff on
 	dirtyOff  int
-	ids       idQueue         // ids not yet persisted, by seq
-	tl        []TimelineEntry // timeline entries not yet written, by seq
-	tlWriting []TimelineEntry // the run the background writer is writing
-	tlSpare   []TimelineEntry // the other buffer, reused
-	tlDone    chan error
-	newKeys   []string // twins created in this batch
-	reflects  uint64   // highest seq a saved snapshot holds
-	applied   uint64
-	recs      []Record
-	pend      []pending
-	intern    map[string]string
-	snapBuf   []byte
-	jobsBuf   []*job
-	sinceLag  uint64
+	ids       idQueue   // ids not yet persisted, by seq
+	tl        Timeline  // timeline entries not yet written, by seq
+	tlWriting *Timeline // the run the background writer is writing; nil when none
+	tlSpare   Timeline  // the other buffers, reused
+	// tlGen numbers tl's key indices: a twin whose tlGen equals it has its
+	// key at tl.Keys[tlKey]. It changes whenever tl's indices do.
+	tlGen    uint32
+	tlDone   chan error
+	newKeys  []string // twins created in this batch
+	reflects uint64   // highest seq a saved snapshot holds
+	applied  uint64
+	recs     []Record
+	pend     []pending
+	intern   map[string]string
+	snapBuf  []byte
+	jobsBuf  []*job
+	sinceLag uint64
 
 	// reacting: buffers reused across events
 	vars    twinVars
@@ -203,8 +206,9 @@ func newShard(e *Engine, id int, budget int64) *shard {
 		stopped: make(chan struct{}),
 		intern:  make(map[string]string),
 		// Sized once so appends on the hot path never copy it.
-		tl:      make([]TimelineEntry, 0, e.opts.TimelineRun),
-		tlSpare: make([]TimelineEntry, 0, e.opts.TimelineRun),
+		tl:      Timeline{Entries: make([]TimelineEntry, 0, e.opts.TimelineRun)},
+		tlSpare: Timeline{Entries: make([]TimelineEntry, 0, e.opts.TimelineRun)},
+		tlGen:   1, // a new twin's 0 is never current
 		tlDone:  make(chan error, 1),
 	}
 }
@@ -455,7 +459,11 @@ func (s *shard) apply(sc *schema.Schema, p *partition, ev *twinhub.Event, kh, se
 	if !s.e.rebuilding.Load() {
 		// Indexed even when the twin already holds the event: after a crash
 		// the snapshot may be newer than the last written timeline run.
-		s.tl = append(s.tl, TimelineEntry{Key: t.key, Time: ev.Time, Seq: seq})
+		if t.tlGen != s.tlGen {
+			t.tlGen, t.tlKey = s.tlGen, uint32(len(s.tl.Keys))
+			s.tl.Keys = append(s.tl.Keys, t.key)
+		}
+		s.tl.Entries = append(s.tl.Entries, TimelineEntry{Time: ev.Time, Seq: seq, Key: t.tlKey})
 	}
 	if seq <= t.applied {
 		return nil // a snapshot already holds it (replay after eviction)
@@ -603,7 +611,7 @@ func (s *shard) twinFor(sc *schema.Schema, p *partition, key string, kh uint64, 
 // bounded amount of work so that acknowledgements never wait long.
 func (s *shard) housekeep(batch int) error {
 	var err error
-	if len(s.tl) >= s.e.opts.TimelineRun {
+	if s.tl.Len() >= s.e.opts.TimelineRun {
 		err = s.startTimelineRun()
 	}
 	if d := s.dirtyHead(); d != nil && s.applied-d.since > s.e.opts.ReplayLag {
@@ -787,11 +795,11 @@ func (s *shard) watermark() uint64 {
 	if d := s.dirtyHead(); d != nil {
 		wm = d.since - 1
 	}
-	if len(s.tlWriting) > 0 {
-		wm = min(wm, s.tlWriting[0].Seq-1)
+	if w := s.tlWriting; w != nil && w.Len() > 0 {
+		wm = min(wm, w.Entries[0].Seq-1)
 	}
-	if len(s.tl) > 0 {
-		wm = min(wm, s.tl[0].Seq-1)
+	if s.tl.Len() > 0 {
+		wm = min(wm, s.tl.Entries[0].Seq-1)
 	}
 	return wm
 }
@@ -808,7 +816,7 @@ func (s *shard) startTimelineRun() error {
 				return err
 			}
 		default:
-			if len(s.tl) < 2*s.e.opts.TimelineRun {
+			if s.tl.Len() < 2*s.e.opts.TimelineRun {
 				return nil // the writer is busy; try after the next batch
 			}
 			if err := s.waitTimelineRun(); err != nil { // backpressure
@@ -816,15 +824,17 @@ func (s *shard) startTimelineRun() error {
 			}
 		}
 	}
-	if len(s.tl) == 0 {
+	if s.tl.Len() == 0 {
 		return nil
 	}
 	s.mu.Lock()
-	s.tlWriting, s.tl = s.tl, s.tlSpare[:0]
-	s.tlSpare = nil
+	run := s.tl
+	s.tlWriting = &run // the store only reads it, so readers keep scanning it
+	s.tl = Timeline{Keys: s.tlSpare.Keys[:0], Entries: s.tlSpare.Entries[:0]}
+	s.tlSpare = Timeline{}
+	s.tlGen++
 	s.mu.Unlock()
-	run := slices.Clone(s.tlWriting) // the store sorts its copy; readers scan ours
-	go func() { s.tlDone <- s.e.store.WriteTimeline(run) }()
+	go func() { s.tlDone <- s.e.store.WriteTimeline(&run) }()
 	return nil
 }
 
@@ -844,13 +854,20 @@ func (s *shard) finishTimelineRun(err error) error {
 	w := s.tlWriting
 	s.tlWriting = nil
 	if err != nil {
-		s.tl = append(w, s.tl...)
+		// The buffered entries' key indices move up past w's keys; the
+		// twins' cached indices are stale, so the generation changes.
+		n := uint32(len(w.Keys))
+		for i := range s.tl.Entries {
+			s.tl.Entries[i].Key += n
+		}
+		s.tl = Timeline{Keys: append(w.Keys, s.tl.Keys...), Entries: append(w.Entries, s.tl.Entries...)}
+		s.tlGen++
 		s.mu.Unlock()
 		return fmt.Errorf("write timeline run: %w", err)
 	}
 	s.mu.Unlock()
-	clear(w)
-	s.tlSpare = w[:0]
+	clear(w.Keys)
+	s.tlSpare = Timeline{Keys: w.Keys[:0], Entries: w.Entries[:0]}
 	return nil
 }
 

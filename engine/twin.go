@@ -27,8 +27,11 @@ type twin struct {
 	dirtySince uint64
 	slot       int32 // position in the shard's CLOCK ring, -1 when cold
 	size       int32 // heap bytes last accounted to the shard
-	ref        bool  // CLOCK reference bit
-	stored     bool  // a snapshot exists in the store
+	// The twin's key is at the shard's tl.Keys[tlKey] while tlGen is the
+	// shard's tlGen (see shard.tlGen).
+	tlGen, tlKey uint32
+	ref          bool // CLOCK reference bit
+	stored       bool // a snapshot exists in the store
 }
 
 // attr is one attribute value with its lineage. An attribute an event

@@ -90,21 +90,61 @@ func TestArchiveChunksAndReplay(t *testing.T) {
 func head(s []uint64) []uint64 { return s[:min(len(s), 5)] }
 
 // TestGroupByKey checks the radix grouping against a stable sort by key,
-// with keys sharing long prefixes, keys that prefix one another and many
-// entries per key, whose order must be kept.
+// with keys sharing long prefixes, keys that prefix one another, keys at
+// more than one index (a twin evicted and loaded again) and many entries per
+// key, whose order must be kept.
 func TestGroupByKey(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	keys := []string{"a", "ab", "abcdefgh", "abcdefghi", "abcdefghij", "abcdefgi", "c-1", "c-10", "c-100", "customer-000001", "customer-000002", "z"}
-	var entries []engine.TimelineEntry
-	for i := range 5000 {
-		entries = append(entries, engine.TimelineEntry{Key: keys[rng.IntN(len(keys))], Time: int64(rng.IntN(20) - 10), Seq: uint64(i)})
+	type flat struct {
+		key  string
+		time int64
+		seq  uint64
 	}
-	want := slices.Clone(entries)
-	slices.SortStableFunc(want, func(a, b engine.TimelineEntry) int { return cmp.Compare(a.Key, b.Key) })
-	groupByKey(entries)
-	if !slices.Equal(entries, want) {
+	var tl engine.Timeline
+	var want []flat
+	at := map[string]uint32{}
+	for i := range 5000 {
+		key := keys[rng.IntN(len(keys))]
+		k, ok := at[key]
+		if !ok || rng.IntN(50) == 0 { // now and then, the key again at a new index
+			k = uint32(len(tl.Keys))
+			tl.Keys = append(tl.Keys, key)
+			at[key] = k
+		}
+		e := engine.TimelineEntry{Time: int64(rng.IntN(20) - 10), Seq: uint64(i), Key: k}
+		tl.Entries = append(tl.Entries, e)
+		want = append(want, flat{key, e.Time, e.Seq})
+	}
+	before := slices.Clone(tl.Entries)
+	slices.SortStableFunc(want, func(a, b flat) int { return cmp.Compare(a.key, b.key) })
+	sorted, rank := groupByKey(&tl)
+	var got []flat
+	for _, e := range sorted {
+		got = append(got, flat{tl.Keys[e.Key], e.Time, e.Seq})
+	}
+	if !slices.Equal(got, want) {
 		t.Fatal("groupByKey disagrees with a stable sort by key")
 	}
+	if !slices.Equal(tl.Entries, before) {
+		t.Error("groupByKey changed its input")
+	}
+	for i := range tl.Keys {
+		for j := range tl.Keys {
+			if (tl.Keys[i] == tl.Keys[j]) != (rank[i] == rank[j]) || (tl.Keys[i] < tl.Keys[j]) != (rank[i] < rank[j]) {
+				t.Fatalf("keys %q and %q have ranks %d and %d", tl.Keys[i], tl.Keys[j], rank[i], rank[j])
+			}
+		}
+	}
+}
+
+// timelineOf is the timeline of recs, a key index per record.
+func timelineOf(recs []engine.Record) *engine.Timeline {
+	var tl engine.Timeline
+	for _, r := range recs {
+		tl.Add(r.Key, r.Time, r.Seq)
+	}
+	return &tl
 }
 
 func TestTimelineRunsAndKeys(t *testing.T) {
@@ -116,15 +156,11 @@ func TestTimelineRunsAndKeys(t *testing.T) {
 	}
 	c, _ := db.Append(recs)
 	c.Wait()
-	var tl []engine.TimelineEntry
-	for _, r := range recs {
-		tl = append(tl, engine.TimelineEntry{Key: r.Key, Time: r.Time, Seq: r.Seq})
-	}
 	// Two runs, overlapping: the same event handed over twice appears once.
-	if err := db.WriteTimeline(slices.Clone(tl[:30])); err != nil {
+	if err := db.WriteTimeline(timelineOf(recs[:30])); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.WriteTimeline(slices.Clone(tl[20:])); err != nil {
+	if err := db.WriteTimeline(timelineOf(recs[20:])); err != nil {
 		t.Fatal(err)
 	}
 	if err := db.AddKeys([]string{"k1", "k0", "k2", "k1"}); err != nil {
@@ -274,12 +310,9 @@ func TestTimelineRunsMerge(t *testing.T) {
 		}
 	}()
 	for i := 0; i < len(recs); i += 50 { // 40 runs
-		var tl []engine.TimelineEntry
-		for _, r := range recs[i : i+50] {
-			tl = append(tl, engine.TimelineEntry{Key: r.Key, Time: r.Time, Seq: r.Seq})
-		}
+		tl := timelineOf(recs[i : i+50])
 		if i == 500 {
-			tl = append(tl, engine.TimelineEntry{Key: recs[0].Key, Time: recs[0].Time, Seq: recs[0].Seq}) // handed over twice
+			tl.Add(recs[0].Key, recs[0].Time, recs[0].Seq) // handed over twice
 		}
 		if err := db.WriteTimeline(tl); err != nil {
 			t.Fatal(err)

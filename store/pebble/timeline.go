@@ -77,27 +77,28 @@ func (s *DB) loadRuns() error {
 
 // WriteTimeline implements engine.Store: entries become one ingested run,
 // with one key per twin whose value lists that twin's (time, seq) pairs.
-func (s *DB) WriteTimeline(entries []engine.TimelineEntry) error {
-	if len(entries) == 0 {
+func (s *DB) WriteTimeline(tl *engine.Timeline) error {
+	if tl.Len() == 0 {
 		return nil
 	}
-	groupByKey(entries)
+	sorted, rank := groupByKey(tl)
 	i := 0
 	var v []byte
 	next := func() (string, []byte, bool) {
-		if i == len(entries) {
+		if i == len(sorted) {
 			return "", nil, false
 		}
+		r := rank[sorted[i].Key]
 		j := i + 1
-		for j < len(entries) && entries[j].Key == entries[i].Key {
+		for j < len(sorted) && rank[sorted[j].Key] == r {
 			j++
 		}
 		v = v[:0]
-		for _, e := range entries[i:j] {
+		for _, e := range sorted[i:j] {
 			v = binary.AppendVarint(v, e.Time)
 			v = binary.AppendUvarint(v, e.Seq)
 		}
-		key := entries[i].Key
+		key := tl.Keys[sorted[i].Key]
 		i = j
 		return key, v, true
 	}
@@ -349,30 +350,30 @@ func (s *DB) Keys(after string, fn func(string) bool) error {
 // Event implements engine.Store.
 func (s *DB) Event(seq uint64) (engine.Record, error) { return s.readRecord(seq) }
 
-// groupByKey orders entries by key; within a key the order is kept (the
-// reader sorts by time). A comparison sort of a quarter million entries was
-// the costliest part of writing a run, so the entries are radix-sorted on
-// their keys' first eight bytes (an integer: keys hold no bytes below 0x20,
-// so the zero padding orders correctly) and only groups that share those
-// bytes but differ later are compared in full.
-func groupByKey(entries []engine.TimelineEntry) {
-	if len(entries) < 2 {
-		return
-	}
+// groupByKey returns tl's entries ordered by key, each key's entries in
+// their order in tl (the reader sorts by time), and the rank of each of tl's
+// key indices in key order: equal keys share a rank. Only the keys are
+// sorted, which are fewer than the entries and the only data that points
+// elsewhere: radix-sorted on their first eight bytes (an integer: keys hold
+// no bytes below 0x20, so the zero padding orders correctly), then compared
+// in full only where eight bytes tie. The entries follow with a counting sort
+// on their key's rank. A comparison sort of a quarter million entries used
+// to be the costliest part of writing a run.
+func groupByKey(tl *engine.Timeline) ([]engine.TimelineEntry, []uint32) {
 	type item struct {
 		prefix uint64
 		idx    uint32
 	}
-	items := make([]item, len(entries))
-	for i, e := range entries {
+	items := make([]item, len(tl.Keys))
+	for i, k := range tl.Keys {
 		var p [8]byte
-		copy(p[:], e.Key)
+		copy(p[:], k)
 		items[i] = item{binary.BigEndian.Uint64(p[:]), uint32(i)}
 	}
-	// LSD radix sort, a byte at a time (stable, so a key's entries keep
-	// their order); passes where every item has the same byte are skipped.
+	// LSD radix sort, a byte at a time; passes where every item has the same
+	// byte are skipped.
 	tmp := make([]item, len(items))
-	for shift := uint(0); shift < 64; shift += 8 {
+	for shift := uint(0); shift < 64 && len(items) > 1; shift += 8 {
 		var counts [256]int
 		for _, it := range items {
 			counts[byte(it.prefix>>shift)]++
@@ -391,21 +392,40 @@ func groupByKey(entries []engine.TimelineEntry) {
 		}
 		items, tmp = tmp, items
 	}
-	sorted := make([]engine.TimelineEntry, len(entries))
-	for i, it := range items {
-		sorted[i] = entries[it.idx]
-	}
-	for i := 0; i < len(sorted); {
+	key := func(it item) string { return tl.Keys[it.idx] }
+	for i := 0; i < len(items); {
 		j := i + 1
 		mixed := false
-		for j < len(sorted) && items[j].prefix == items[i].prefix {
-			mixed = mixed || sorted[j].Key != sorted[i].Key
+		for j < len(items) && items[j].prefix == items[i].prefix {
+			mixed = mixed || key(items[j]) != key(items[i])
 			j++
 		}
 		if mixed { // long keys sharing eight bytes
-			slices.SortStableFunc(sorted[i:j], func(a, b engine.TimelineEntry) int { return cmp.Compare(a.Key, b.Key) })
+			slices.SortFunc(items[i:j], func(a, b item) int { return cmp.Compare(key(a), key(b)) })
 		}
 		i = j
 	}
-	copy(entries, sorted)
+	rank := make([]uint32, len(items))
+	r := uint32(0)
+	for i, it := range items {
+		if i > 0 && (it.prefix != items[i-1].prefix || key(it) != key(items[i-1])) {
+			r++
+		}
+		rank[it.idx] = r
+	}
+	// Counting sort by rank, stable: starts[r] is where rank r's entries go.
+	starts := make([]int, r+2)
+	for _, e := range tl.Entries {
+		starts[rank[e.Key]+1]++
+	}
+	for k := 1; k < len(starts); k++ {
+		starts[k] += starts[k-1]
+	}
+	sorted := make([]engine.TimelineEntry, len(tl.Entries))
+	for _, e := range tl.Entries {
+		at := &starts[rank[e.Key]]
+		sorted[*at] = e
+		*at++
+	}
+	return sorted, rank
 }
