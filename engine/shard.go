@@ -64,10 +64,13 @@ type dirtyEntry struct {
 	since uint64
 }
 
+// idAt is an id applied at seq in partition p: IDHash's fields laid out
+// flat, 24 bytes rather than 32, as a shard queues one per event.
 type idAt struct {
-	seq uint64
-	p   int32
-	id  IDHash
+	seq   uint64
+	h     uint64
+	check uint32
+	p     int32
 }
 
 // idQueue holds the ids applied but not yet persisted, in seq order. A
@@ -395,7 +398,8 @@ func (s *shard) process(jobs []*job) {
 	// persisted with the checkpoint that moves the watermark past it.
 	if !s.e.rebuilding.Load() {
 		for i := range pend {
-			s.ids.push(idAt{seq: pend[i].seq, p: int32(pend[i].p.id), id: pend[i].id})
+			pe := &pend[i]
+			s.ids.push(idAt{seq: pe.seq, h: pe.id.H, check: pe.id.Check, p: int32(pe.p.id)})
 		}
 	}
 	if len(s.newKeys) > 0 {
@@ -880,7 +884,7 @@ func (s *shard) save(snaps []Snapshot, wm uint64) error {
 		marks = append(marks, PartitionMark{Partition: p.id, Watermark: pwm, Stored: p.stored, Reflects: max(s.reflects, pwm)})
 	}
 	byPart := make(map[int32][]IDHash)
-	n := s.ids.upTo(wm, func(x idAt) { byPart[x.p] = append(byPart[x.p], x.id) })
+	n := s.ids.upTo(wm, func(x idAt) { byPart[x.p] = append(byPart[x.p], IDHash{H: x.h, Check: x.check}) })
 	var seen []SeenIDs
 	for p, ids := range byPart {
 		seen = append(seen, SeenIDs{Partition: int(p), IDs: ids})
