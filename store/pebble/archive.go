@@ -1,6 +1,7 @@
 package pebble
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -46,8 +47,12 @@ type archiveLog struct {
 	cond     *sync.Cond
 	queue    []*pendingChunk // waiting for the writer
 	inflight map[uint64]*pendingChunk
-	closed   bool
-	done     chan struct{}
+	// free are written chunks' buffers, for reuse: a fresh one per chunk
+	// was the engine's largest allocation (about 200 bytes an event), which
+	// the collector then had to clear and collect.
+	free   [][]byte
+	closed bool
+	done   chan struct{}
 
 	// owned by the writer goroutine (and Open before it starts)
 	w            *os.File
@@ -328,6 +333,12 @@ func (l *archiveLog) syncLoop(syncq <-chan *syncGroup, done chan<- struct{}) {
 			c.err = err
 			delete(l.inflight, c.first)
 			close(c.done)
+			// Written, and no longer readable here: readers copy an
+			// inflight chunk under mu (chunkPayload).
+			if cap(c.data) <= maxFreeChunk && len(l.free) < maxFreeChunks {
+				l.free = append(l.free, c.data[:0])
+			}
+			c.data = nil
 		}
 		l.mu.Unlock()
 		l.pendingSyncs.Done()
@@ -462,7 +473,7 @@ func (l *archiveLog) readChunk(seg uint32, off int64) ([]byte, error) {
 
 // encodeChunks splits recs into chunks of consecutive seqs of at most
 // chunkBytes and encodes them.
-func encodeChunks(recs []engine.Record) []*pendingChunk {
+func (l *archiveLog) encodeChunks(recs []engine.Record) []*pendingChunk {
 	var out []*pendingChunk
 	for i := 0; i < len(recs); {
 		j, size := i, 0
@@ -470,7 +481,7 @@ func encodeChunks(recs []engine.Record) []*pendingChunk {
 			size += len(recs[j].Key) + len(recs[j].Source) + len(recs[j].Raw) + 20
 			j++
 		}
-		data := make([]byte, chunkHeader, chunkHeader+size+16)
+		data := l.buffer(chunkHeader + size + 16)[:chunkHeader]
 		data = binary.BigEndian.AppendUint64(data, recs[i].Seq)
 		data = binary.AppendUvarint(data, uint64(j-i))
 		for k := i; k < j; k++ {
@@ -493,6 +504,28 @@ func encodeChunks(recs []engine.Record) []*pendingChunk {
 	return out
 }
 
+// Reused chunk buffers: enough for a few batches in flight, and only
+// buffers of ordinary chunks (a single large event makes a larger one).
+const (
+	maxFreeChunks = 256
+	maxFreeChunk  = 2 * chunkBytes
+)
+
+// buffer returns an empty buffer with room for n bytes, a reused one when
+// one is free and large enough.
+func (l *archiveLog) buffer(n int) []byte {
+	l.mu.Lock()
+	if k := len(l.free); k > 0 && cap(l.free[k-1]) >= n {
+		b := l.free[k-1]
+		l.free[k-1] = nil
+		l.free = l.free[:k-1]
+		l.mu.Unlock()
+		return b
+	}
+	l.mu.Unlock()
+	return make([]byte, 0, max(n, min(chunkBytes+chunkBytes/4, maxFreeChunk)))
+}
+
 // chunkPayload returns the chunk holding seq, looking at chunks still being
 // written first (they are visible before they are durable, like the twins
 // they were applied to).
@@ -500,7 +533,7 @@ func (s *DB) chunkPayload(seq uint64) (uint64, []byte, error) {
 	s.log.mu.Lock()
 	for first, c := range s.log.inflight {
 		if seq >= first && seq < first+c.count {
-			data := c.data[chunkHeader:]
+			data := bytes.Clone(c.data[chunkHeader:]) // the buffer is reused once written
 			s.log.mu.Unlock()
 			return first, data, nil
 		}

@@ -205,7 +205,7 @@ func (s *DB) LastSeq() (uint64, error) {
 // Append implements engine.Store: recs, in chunks of consecutive seqs, go to
 // the archive's writer; the Commit waits for their group fsync.
 func (s *DB) Append(recs []engine.Record) (engine.Commit, error) {
-	chunks := encodeChunks(recs)
+	chunks := s.log.encodeChunks(recs)
 	if err := s.log.append(chunks); err != nil {
 		return nil, err
 	}
