@@ -60,7 +60,8 @@ func (a *attr) takes(ev *twinhub.Event) bool {
 	return ev.Time >= a.time // equal times: the later arrival wins
 }
 
-const twinOverhead = int(unsafe.Sizeof(twin{})) + 48 // struct + map entry
+// struct + table slot: 16 bytes at a load between 3/8 and 3/4
+const twinOverhead = int(unsafe.Sizeof(twin{})) + 32
 
 func (t *twin) bytes(l *agg.Layout) int {
 	n := twinOverhead + len(t.key) + l.Bytes(&t.state)
