@@ -154,7 +154,7 @@ type shard struct {
 	syncq   chan syncItem
 	stopped chan struct{}
 
-	mu sync.RWMutex // guards twins maps and twin contents against readers
+	mu sync.RWMutex // guards the twin tables, timeline buffers and twin contents against readers
 
 	// owned by the shard goroutine
 	ring      []*twin // hot twins, for CLOCK eviction

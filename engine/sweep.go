@@ -193,7 +193,7 @@ func (s *shard) sweepCold(rc *reaction, keys []string) (int, error) {
 	sc := rc.sc
 	var load []string
 	for _, key := range keys {
-		// No lock: this goroutine is the only one that changes the maps.
+		// No lock: this goroutine is the only one that changes the twin tables.
 		kh := keyHash(key)
 		if s.e.parts[s.e.partitionOfHash(kh)].twins.get(kh, key) != nil {
 			continue // the hot sweep's
