@@ -281,6 +281,12 @@ func (e *Engine) ExpireActions() (int, error) {
 // updateAction changes action id with fn under the output log's lock, so
 // that concurrent decisions serialise, and logs the result.
 func (e *Engine) updateAction(id uint64, fn func(*twinhub.Action) error) (twinhub.Action, error) {
+	if a, err := e.Action(id); err != nil {
+		return a, err // no such action: nothing to wait for
+	}
+	if err := e.awaitPublished(id, decideWait); err != nil {
+		return twinhub.Action{}, err
+	}
 	e.decideMu.Lock()
 	defer e.decideMu.Unlock()
 	a, err := e.Action(id)
@@ -295,4 +301,28 @@ func (e *Engine) updateAction(id uint64, fn func(*twinhub.Action) error) (twinhu
 		return a, fmt.Errorf("log action decision: %w", err)
 	}
 	return a, nil
+}
+
+// decideWait is how long a decision waits for its action to be published.
+// The wait is the archive's group commit, a few milliseconds.
+const decideWait = 5 * time.Second
+
+// awaitPublished waits up to max until output id is published. An action is
+// published (its id is the position of its ActionFired output) once its
+// event is durable in the archive. A decision on it before then could act
+// on an event that a power loss takes back.
+func (e *Engine) awaitPublished(id uint64, max time.Duration) error {
+	timeout := time.NewTimer(max)
+	defer timeout.Stop()
+	for {
+		published := e.OutputNotify() // before the check, so no publication is missed
+		if e.LastOutputID() >= id {
+			return nil
+		}
+		select {
+		case <-published:
+		case <-timeout.C:
+			return twinhub.Errorf(twinhub.EUNAVAILABLE, "action %d is not yet durable: its event is still being written; try again", id)
+		}
+	}
 }

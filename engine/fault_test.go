@@ -16,6 +16,7 @@ import (
 	"github.com/twinhub/twinhub/bench/workload"
 	"github.com/twinhub/twinhub/engine"
 	"github.com/twinhub/twinhub/ingest"
+	"github.com/twinhub/twinhub/schema"
 	"github.com/twinhub/twinhub/store/pebble"
 )
 
@@ -281,5 +282,72 @@ func TestOutputsWaitForTheArchive(t *testing.T) {
 	outs, err := e.ReadOutputs(0, 100)
 	if err != nil || len(outs) != logged || e.LastOutputID() != uint64(logged) {
 		t.Fatalf("after the commit: ReadOutputs = %d outputs, %v, LastOutputID %d; want the %d logged", len(outs), err, e.LastOutputID(), logged)
+	}
+}
+
+// TestDecisionsWaitForTheArchive: an action that needs approval is in the
+// action log as soon as its event is applied, but a decision on it waits
+// until the event is durable, as its publication does. Approving it before
+// would act on an event that a power loss could still take back.
+func TestDecisionsWaitForTheArchive(t *testing.T) {
+	sc, err := schema.Parse([]byte(workload.InsertEntries(string(schema.DefaultYAML()), "rules", `  big_order_check:
+    on: [purchase]
+    when: event.amount >= 5000.0
+    do:
+      - {kind: task, name: check_order, approval: true}
+`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := pebble.Open(t.TempDir(), pebble.Options{CacheSize: 8 << 20, MemTableSize: 4 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	hs := &heldArchive{DB: db, release: make(chan struct{})}
+	e, err := engine.Open(engine.Options{Store: hs, Schema: sc, Now: func() time.Time { return testNow }, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	dec := ingest.NewDecoder(e.Schema(), func() time.Time { return testNow }, "test")
+	var b ingest.Batch
+	dec.Decode([]byte(purchase("e-1", "c-1", testNow.Add(-time.Hour), 9000)), &b)
+	acked := make(chan error, 1)
+	go func() { acked <- e.Ingest(context.Background(), &b, e.Schema()) }()
+
+	// The pending action is logged while its event's archive write waits.
+	var pending twinhub.Action
+	for deadline := time.Now().Add(10 * time.Second); pending.ID == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the pending action was never logged")
+		}
+		if err := db.PendingActions(func(a twinhub.Action) bool { pending = a; return false }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var released atomic.Bool
+	decided := make(chan error, 1)
+	go func() {
+		a, err := e.DecideAction(pending.ID, true, twinhub.Decision{By: "alice"})
+		if err == nil && !released.Load() {
+			err = fmt.Errorf("action %d was %s before its event was durable", a.ID, a.Status)
+		}
+		decided <- err
+	}()
+	if _, err := e.DecideAction(pending.ID+1000, true, twinhub.Decision{By: "alice"}); twinhub.ErrorCode(err) != twinhub.ENOTFOUND {
+		t.Errorf("deciding an unknown action: %v, want not found at once", err)
+	}
+	time.Sleep(50 * time.Millisecond) // give a decision that does not wait the time to be made
+	released.Store(true)
+	close(hs.release)
+	if err := <-acked; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-decided; err != nil {
+		t.Fatal(err)
+	}
+	if a, err := e.Action(pending.ID); err != nil || a.Status != twinhub.ActionApproved {
+		t.Fatalf("Action(%d) = %s, %v; want approved", pending.ID, a.Status, err)
 	}
 }
