@@ -675,11 +675,7 @@ func (s *shard) persist(upTo uint64, limit int) error {
 	} else {
 		s.markSaved(written)
 	}
-	if cap(buf) <= 64<<20 {
-		s.snapBuf = buf[:0]
-	} else {
-		s.snapBuf = nil
-	}
+	s.keepSnapBuf(buf)
 	return err
 }
 
@@ -972,4 +968,14 @@ func (s *shard) evict(target int64) error {
 	s.mu.Unlock()
 	s.hot.Add(-int64(len(victims)))
 	return nil
+}
+
+// keepSnapBuf keeps buf for the next snapshots unless a few large twins grew
+// it past 64 MiB, which would then stay allocated for good.
+func (s *shard) keepSnapBuf(buf []byte) {
+	if cap(buf) <= 64<<20 {
+		s.snapBuf = buf[:0]
+	} else {
+		s.snapBuf = nil
+	}
 }

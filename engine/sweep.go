@@ -273,7 +273,7 @@ func (s *shard) sweepTwins(rc *reaction, twins []*twin, now int64) int {
 		s.markSaved(written)
 	}
 	rc.publish(s.id)
-	s.snapBuf = buf[:0]
+	s.keepSnapBuf(buf)
 	return changed
 }
 
