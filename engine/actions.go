@@ -281,9 +281,6 @@ func (e *Engine) ExpireActions() (int, error) {
 // updateAction changes action id with fn under the output log's lock, so
 // that concurrent decisions serialise, and logs the result.
 func (e *Engine) updateAction(id uint64, fn func(*twinhub.Action) error) (twinhub.Action, error) {
-	if a, err := e.Action(id); err != nil {
-		return a, err // no such action: nothing to wait for
-	}
 	if err := e.awaitPublished(id, decideWait); err != nil {
 		return twinhub.Action{}, err
 	}
@@ -310,8 +307,15 @@ const decideWait = 5 * time.Second
 // awaitPublished waits up to max until output id is published. An action is
 // published (its id is the position of its ActionFired output) once its
 // event is durable in the archive. A decision on it before then could act
-// on an event that a power loss takes back.
+// on an event that a power loss takes back. An id not handed out yet is not
+// waited for: there is no such action, which the lookup after says.
 func (e *Engine) awaitPublished(id uint64, max time.Duration) error {
+	e.out.mu.Lock()
+	assigned := id < e.out.next
+	e.out.mu.Unlock()
+	if !assigned {
+		return nil
+	}
 	timeout := time.NewTimer(max)
 	defer timeout.Stop()
 	for {

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
-	"unsafe"
 
 	"github.com/twinhub/twinhub"
 	"github.com/twinhub/twinhub/schema"
@@ -239,10 +238,7 @@ type keeper struct {
 
 func (k keeper) string(s []byte) string {
 	if k.inRaw {
-		if len(s) == 0 {
-			return ""
-		}
-		return unsafe.String(&s[0], len(s))
+		return b2s(s)
 	}
 	return k.mem.string(s)
 }

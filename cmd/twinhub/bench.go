@@ -202,18 +202,14 @@ spread widely.`,
 				}
 				defer stop()
 			}
-			if repeat == 1 {
-				rep, err := run.Run(c.Context(), o)
-				if err != nil {
-					return err
-				}
-				_, err = fmt.Fprintln(e.Stdout, rep)
-				return err
-			}
 			var reps []run.Report
 			for i := range repeat {
 				rep, err := run.Run(c.Context(), o)
 				if err != nil {
+					return err
+				}
+				if repeat == 1 {
+					_, err = fmt.Fprintln(e.Stdout, rep)
 					return err
 				}
 				reps = append(reps, rep)
